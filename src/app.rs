@@ -1,0 +1,383 @@
+//! One run, end to end (SPEC §4): load and validate → lock → read the
+//! token store → observe every GitLab concurrently → plan → print (dry-run)
+//! or apply → write. Orchestration only: each step lives in its own module.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use time::OffsetDateTime;
+
+use crate::apply::{self, Applied, Persist};
+use crate::cli::{Cli, OutputFormat};
+use crate::config::{self, Inputs, LoadEnv};
+use crate::exit::ExitCode;
+use crate::fsutil::{self, PrefixLock};
+use crate::gitlab::GitLab;
+use crate::observe;
+use crate::output::{self, OutputRunner, Secrets};
+use crate::plan::{self, Observation, Plan, RunnerAction};
+use crate::report;
+use crate::store::TokenStore;
+use crate::system_id::SystemId;
+use crate::tags::{self, Capture, TagContext, TagSchema};
+
+/// Runs the tool; the error case is a failure (exit 1) already explained.
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let started = Instant::now();
+    let deadline = started + cli.timeout();
+    // 1. Load and validate all input: no network, nothing written.
+    let hostname = match &cli.hostname {
+        Some(name) => name.clone(),
+        None => gethostname::gethostname()
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("the system host name is not UTF-8: use --hostname"))?,
+    };
+    config::check_instance_name(&cli.service_instance)?;
+    tags::check_identity(&hostname, &cli.service_instance)?;
+    let env = LoadEnv {
+        prefix: cli.prefix.clone(),
+        instance: cli.service_instance.clone(),
+        hostname: hostname.clone(),
+        credentials_directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(Into::into),
+        allow_missing_executor_dir: cli.allow_empty,
+    };
+    let inputs = config::load(&env)?;
+    let schema = cli.tag_schema.as_deref().map(TagSchema::load).transpose()?;
+    let capture = cli.capture_tags.as_deref().map(Capture::from_arg);
+    let mut tag_context = TagContext::new(
+        &hostname,
+        &cli.service_instance,
+        schema,
+        capture,
+        std::env::vars().collect(),
+    );
+    let runner_tags = inputs
+        .executors
+        .iter()
+        .map(|e| tag_context.runner_tags(e))
+        .collect::<Result<Vec<_>>>()?;
+    let identifying = tags::identifying_tags(&hostname, &cli.service_instance);
+    let mut system_id = SystemId::load(&cli.prefix)?;
+    let output_path = config::output_path(&cli.prefix, &cli.service_instance);
+    let clients = inputs
+        .template
+        .clients
+        .iter()
+        .map(|c| GitLab::new(c, deadline).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
+
+    // 2. Exclusive lock (a dry-run only reads, and leaves no lock file).
+    let _lock = if cli.dry_run {
+        None
+    } else {
+        let lock_path = cli
+            .prefix
+            .join(format!(".register-runner.{}.lock", cli.service_instance));
+        Some(PrefixLock::acquire(&lock_path)?)
+    };
+    if !cli.dry_run {
+        // A run killed mid-write leaves its temp file; under the lock no
+        // other run is writing, so any left is stale.
+        fsutil::remove_stale_temp_files(&cli.prefix);
+        // Before any verify, so that the id GitLab records is the one kept.
+        system_id.persist()?;
+        system_id.needs_write = false;
+    }
+
+    // 3. The last output is the token store.
+    let store = TokenStore::load(&output_path, OffsetDateTime::now_utc())?;
+
+    // 4. Observe every GitLab concurrently, then plan.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let observations = runtime.block_on(observe_all(
+        &inputs,
+        &store,
+        &clients,
+        &identifying,
+        &system_id.value,
+    ));
+    let plan = plan::plan(
+        &inputs,
+        &runner_tags,
+        &store,
+        &observations,
+        OffsetDateTime::now_utc(),
+        cli.allow_empty,
+    );
+    for g in &plan.gitlabs {
+        if let Some(reason) = &g.offline {
+            tracing::warn!(gitlab = %g.url, "GitLab is unreachable: {reason}");
+        }
+        for warning in &g.warnings {
+            tracing::warn!(gitlab = %g.url, "{warning}");
+        }
+    }
+
+    if cli.dry_run {
+        return dry_run(cli, &inputs, &store, &plan);
+    }
+
+    let offline: Vec<&str> = plan
+        .gitlabs
+        .iter()
+        .filter(|g| g.offline.is_some())
+        .map(|g| g.url.as_str())
+        .collect();
+    if cli.strict && !offline.is_empty() {
+        bail!(
+            "GitLab unreachable ({}) and --strict is given: not starting on the last config",
+            offline.join(", ")
+        );
+    }
+
+    // 5. Apply, persisting each new token at once.
+    let mut writer = OutputWriter {
+        inputs: &inputs,
+        plan: &plan,
+        path: &output_path,
+    };
+    let applied = runtime.block_on(apply::apply(
+        &plan,
+        &inputs,
+        &clients,
+        &system_id.value,
+        &mut writer,
+    ));
+
+    // 6. Write the output.
+    let wrote = writer.persist(&applied);
+    let mut failures: Vec<String> = plan
+        .gitlabs
+        .iter()
+        .filter(|g| g.offline.is_none())
+        .flat_map(|g| g.problems.iter().map(move |p| format!("{}: {p}", g.url)))
+        .collect();
+    failures.extend(applied.failures.iter().cloned());
+    for g in plan.gitlabs.iter().filter(|g| g.offline.is_some()) {
+        for r in &g.runners {
+            if matches!(
+                r.action,
+                RunnerAction::Hold {
+                    credentials: None,
+                    ..
+                }
+            ) {
+                failures.push(format!(
+                    "{}: runner `{}` has no token in the last config and GitLab is unreachable",
+                    g.url, r.name
+                ));
+            }
+        }
+    }
+    if let Err(e) = wrote {
+        failures.push(format!("{e:#}"));
+    }
+    if !failures.is_empty() {
+        for failure in &failures {
+            tracing::error!("{failure}");
+        }
+        bail!(
+            "{} step(s) failed; whatever succeeded was written to `{}`",
+            failures.len(),
+            output_path.display()
+        );
+    }
+    if !offline.is_empty() {
+        tracing::warn!(
+            "started on the last config: GitLab unreachable ({}); gitlab-runner will reconnect when it is back",
+            offline.join(", ")
+        );
+    }
+    tracing::info!(
+        runners = inputs.executors.len(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "runners in sync"
+    );
+    Ok(ExitCode::Success)
+}
+
+async fn observe_all(
+    inputs: &Inputs,
+    store: &TokenStore,
+    clients: &[Arc<GitLab>],
+    identifying: &[String],
+    system_id: &str,
+) -> Vec<Observation> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (c, client) in inputs.template.clients.iter().enumerate() {
+        let executors: Vec<_> = inputs
+            .executors
+            .iter()
+            .filter(|e| e.url == client.url)
+            .cloned()
+            .collect();
+        let held: Vec<_> = store
+            .runners
+            .iter()
+            .filter(|r| r.url == client.url)
+            .cloned()
+            .collect();
+        let gitlab = clients[c].clone();
+        let identifying = identifying.to_vec();
+        let system_id = system_id.to_string();
+        tasks.spawn(async move {
+            (
+                c,
+                observe::observe(gitlab, executors, held, identifying, system_id).await,
+            )
+        });
+    }
+    let mut observations: Vec<Option<Observation>> = vec![None; inputs.template.clients.len()];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((c, observation)) => observations[c] = Some(observation),
+            Err(e) => tracing::error!("observing a GitLab failed: {e}"),
+        }
+    }
+    observations
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Observation::unreachable("observation failed".into())))
+        .collect()
+}
+
+fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Result<ExitCode> {
+    let planned = output::render(
+        &inputs.template.globals,
+        &assemble(inputs, plan, &Applied::default(), true),
+        Secrets::Mask,
+    );
+    let current = store
+        .text
+        .as_deref()
+        .map(output::mask_tokens)
+        .unwrap_or_default();
+    let diff = report::diff(&current, &planned);
+    let changes = plan.has_changes() || !diff.is_empty();
+    let text = match cli.output {
+        OutputFormat::Text => report::text(plan, &diff, std::io::stdout().is_terminal()),
+        OutputFormat::Json => format!("{:#}\n", report::json(plan, &diff, changes)),
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(text.as_bytes())
+        .context("cannot write to stdout")?;
+    stdout.flush().context("cannot write to stdout")?;
+    let problems: Vec<String> = plan
+        .gitlabs
+        .iter()
+        .flat_map(|g| g.problems.iter().map(move |p| format!("{}: {p}", g.url)))
+        .collect();
+    if !problems.is_empty() {
+        bail!(
+            "the plan has {} problem(s): {}",
+            problems.len(),
+            problems.join("; ")
+        );
+    }
+    Ok(if changes {
+        ExitCode::ChangesPending
+    } else {
+        ExitCode::Success
+    })
+}
+
+/// The `[[runners]]` entries to write: executors in file-name order with
+/// their credentials, then entries carried over. `applied` holds what apply
+/// issued and deleted so far; `show_pending` (dry-run) shows runners still
+/// to be created with a placeholder token and leaves planned deletes out.
+fn assemble<'a>(
+    inputs: &'a Inputs,
+    plan: &'a Plan,
+    applied: &Applied,
+    show_pending: bool,
+) -> Vec<OutputRunner<'a>> {
+    let mut by_executor: HashMap<usize, &RunnerAction> = HashMap::new();
+    for g in &plan.gitlabs {
+        for r in &g.runners {
+            by_executor.insert(r.executor, &r.action);
+        }
+    }
+    let mut runners = Vec::new();
+    for (i, executor) in inputs.executors.iter().enumerate() {
+        let url = inputs
+            .template
+            .clients
+            .iter()
+            .find(|c| c.url == executor.url)
+            .map_or(executor.url.as_str(), |c| c.url.as_str());
+        let issued = applied.issued.get(&executor.name).cloned();
+        let credentials = match by_executor.get(&i) {
+            Some(RunnerAction::Keep { credentials, .. }) => {
+                Some(issued.unwrap_or_else(|| credentials.clone()))
+            }
+            Some(RunnerAction::Create { .. }) => match issued {
+                Some(c) => Some(c),
+                None if show_pending => {
+                    runners.push(OutputRunner::Executor {
+                        executor,
+                        url,
+                        credentials: None,
+                    });
+                    continue;
+                }
+                None => None,
+            },
+            Some(RunnerAction::Hold { credentials, .. }) => credentials.clone(),
+            Some(RunnerAction::Fail { .. }) | None => None,
+        };
+        if let Some(credentials) = credentials {
+            runners.push(OutputRunner::Executor {
+                executor,
+                url,
+                credentials: Some(credentials),
+            });
+        }
+    }
+    let mut seen_tables: HashSet<*const toml_edit::Table> = HashSet::new();
+    for (g, gitlab) in plan.gitlabs.iter().enumerate() {
+        for (_, table) in &gitlab.carry_over {
+            if seen_tables.insert(table as *const _) {
+                runners.push(OutputRunner::Kept(table));
+            }
+        }
+        if show_pending {
+            continue;
+        }
+        for (d, delete) in gitlab.deletes.iter().enumerate() {
+            if let Some(table) = &delete.held
+                && !applied.deleted.contains(&(g, d))
+            {
+                runners.push(OutputRunner::Kept(table));
+            }
+        }
+    }
+    runners
+}
+
+/// Rewrites the output with what is known so far (atomically, only when
+/// the bytes change).
+struct OutputWriter<'a> {
+    inputs: &'a Inputs,
+    plan: &'a Plan,
+    path: &'a std::path::Path,
+}
+
+impl Persist for OutputWriter<'_> {
+    fn persist(&mut self, applied: &Applied) -> Result<()> {
+        let text = output::render(
+            &self.inputs.template.globals,
+            &assemble(self.inputs, self.plan, applied, false),
+            Secrets::Reveal,
+        );
+        if fsutil::write_atomic_if_changed(self.path, text.as_bytes())? {
+            tracing::info!(path = %self.path.display(), "wrote the runner config");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,196 @@
+//! Apply (SPEC §4 step 5): carry out a [`Plan`] against GitLab.
+//!
+//! Per GitLab, in this order: creates, updates, rotations, deletions.
+//! After every create and every rotation the output file is rewritten at
+//! once (through the [`Persist`] callback), so a crash can never leave a
+//! runner whose token nobody holds. A failed step is recorded and the rest
+//! goes on; whatever succeeded is written.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use anyhow::Result;
+use time::OffsetDateTime;
+
+use crate::config::{ClientConfig, Inputs, RunnerScope};
+use crate::gitlab::{ApiError, GitLab, IssuedToken, RunnerAttributes};
+use crate::plan::{DeleteHow, Plan, RunnerAction};
+use crate::store::{Credentials, truncate_to_second};
+
+/// What applying achieved.
+#[derive(Debug, Default)]
+pub struct Applied {
+    /// New credentials by runner name (created or rotated).
+    pub issued: HashMap<String, Credentials>,
+    /// Deletions done, as (GitLab index, delete index).
+    pub deleted: HashSet<(usize, usize)>,
+    /// One line per failed step.
+    pub failures: Vec<String>,
+}
+
+/// Writes the output file with what is known so far.
+pub trait Persist {
+    fn persist(&mut self, applied: &Applied) -> Result<()>;
+}
+
+pub async fn apply(
+    plan: &Plan,
+    inputs: &Inputs,
+    clients: &[Arc<GitLab>],
+    system_id: &str,
+    persist: &mut dyn Persist,
+) -> Applied {
+    let mut applied = Applied::default();
+    for (g, gitlab_plan) in plan.gitlabs.iter().enumerate() {
+        if gitlab_plan.offline.is_some() {
+            continue;
+        }
+        let client = &inputs.template.clients[gitlab_plan.client];
+        let gitlab = &clients[gitlab_plan.client];
+
+        for runner in &gitlab_plan.runners {
+            let RunnerAction::Create { attributes, reason } = &runner.action else {
+                continue;
+            };
+            tracing::info!(gitlab = %client.url, runner = %runner.name, "creating runner ({reason})");
+            match create(gitlab, client, attributes).await {
+                Ok(issued) => {
+                    let credentials = credentials_of(issued, 0);
+                    tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "created runner");
+                    applied.issued.insert(runner.name.clone(), credentials);
+                    if let Err(e) = persist.persist(&applied) {
+                        // The token exists only in memory now: stop here.
+                        applied.failures.push(format!(
+                            "runner `{}`: created, but its token could not be saved: {e:#}",
+                            runner.name
+                        ));
+                        return applied;
+                    }
+                }
+                Err(e) => applied.failures.push(format!(
+                    "runner `{}`: cannot create it: {}",
+                    runner.name,
+                    explain_create_error(&e, client)
+                )),
+            }
+        }
+
+        for runner in &gitlab_plan.runners {
+            let Some(update) = &runner.update else {
+                continue;
+            };
+            tracing::info!(gitlab = %client.url, runner = %runner.name, id = update.id, "updating runner: {}", update.reason);
+            if let Err(e) = gitlab.update_runner(update.id, &update.changes).await {
+                applied.failures.push(format!(
+                    "runner `{}`: cannot update its settings: {e}",
+                    runner.name
+                ));
+            }
+        }
+
+        for runner in &gitlab_plan.runners {
+            let RunnerAction::Keep { credentials, .. } = &runner.action else {
+                continue;
+            };
+            if !runner.rotate {
+                continue;
+            }
+            tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "rotating token in the last quarter of its life");
+            match gitlab.reset_token(&credentials.token).await {
+                Ok(issued) => {
+                    applied
+                        .issued
+                        .insert(runner.name.clone(), credentials_of(issued, credentials.id));
+                    if let Err(e) = persist.persist(&applied) {
+                        applied.failures.push(format!(
+                            "runner `{}`: token rotated, but the new one could not be saved: {e:#}",
+                            runner.name
+                        ));
+                        return applied;
+                    }
+                }
+                Err(e) => applied.failures.push(format!(
+                    "runner `{}`: cannot rotate its token: {e}",
+                    runner.name
+                )),
+            }
+        }
+
+        for (d, delete) in gitlab_plan.deletes.iter().enumerate() {
+            let id = delete.id.map(|id| format!(" #{id}")).unwrap_or_default();
+            tracing::info!(gitlab = %client.url, runner = %delete.name, "deleting{id}: {}", delete.reason);
+            let result = match &delete.how {
+                DeleteHow::ById(id) => gitlab.delete_runner_by_id(*id).await,
+                DeleteHow::ByToken(token) => gitlab.delete_runner_by_token(token).await,
+                DeleteHow::Manager(token) => gitlab.delete_manager(token, system_id).await,
+            };
+            match result {
+                Ok(()) => {
+                    applied.deleted.insert((g, d));
+                }
+                Err(e) => applied.failures.push(format!(
+                    "runner `{}`{id}: cannot delete it: {e}",
+                    delete.name
+                )),
+            }
+        }
+    }
+    applied
+}
+
+async fn create(
+    gitlab: &GitLab,
+    client: &ClientConfig,
+    attributes: &RunnerAttributes,
+) -> Result<IssuedToken, ApiError> {
+    if gitlab.has_pat() {
+        gitlab.create_runner(client.scope, attributes).await
+    } else if let Some(registration_token) = &client.registration_token {
+        gitlab.register_runner(registration_token, attributes).await
+    } else {
+        Err(ApiError {
+            method: reqwest::Method::POST,
+            url: format!("{}/api/v4/user/runners", client.url),
+            status: None,
+            message: "no personal_access_token or registration_token in client_configs".into(),
+            unreachable: false,
+        })
+    }
+}
+
+/// Turns GitLab's refusal into a message that names the cause and the fix.
+fn explain_create_error(e: &ApiError, client: &ClientConfig) -> String {
+    match e.status {
+        Some(410) => format!(
+            "{e}. Registration tokens are disabled on {} (the default since GitLab 17.0). Fix: give its client_configs entry a \
+             `personal_access_token` (scopes create_runner + manage_runner + read_api, or api) so runners are created with \
+             POST /user/runners, or create the runner in GitLab's UI and put its glrt- token in the executor file as `token`",
+            client.url
+        ),
+        Some(403) if client.personal_access_token.is_some() => format!(
+            "{e}. The personal access token may not create {} runners: instance runners need an administrator, group and \
+             project runners an Owner",
+            match client.scope {
+                RunnerScope::Instance => "instance",
+                RunnerScope::Group(_) => "group",
+                RunnerScope::Project(_) => "project",
+            }
+        ),
+        Some(403) => {
+            format!("{e}. GitLab refused the registration token: check `registration_token`")
+        }
+        Some(401) => {
+            format!("{e}. GitLab refused the personal access token: check `personal_access_token`")
+        }
+        _ => e.to_string(),
+    }
+}
+
+fn credentials_of(issued: IssuedToken, fallback_id: u64) -> Credentials {
+    Credentials {
+        id: issued.id.unwrap_or(fallback_id),
+        token: issued.token,
+        obtained_at: truncate_to_second(OffsetDateTime::now_utc()),
+        expires_at: issued.expires_at,
+    }
+}

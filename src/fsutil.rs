@@ -1,0 +1,223 @@
+//! Filesystem rules shared by every file the tool reads or writes.
+//!
+//! Reading: input files under the prefix must be regular files (not links
+//! to elsewhere), at most [`MAX_INPUT_BYTES`], and UTF-8; directories that
+//! hold secrets must be owner-only. Writing: [`write_atomic`] puts the bytes
+//! in a temp file in the same directory with mode 0600, fsyncs it, renames
+//! it over the target and fsyncs the directory, so a reader (gitlab-runner)
+//! sees the old file or the new one, never half of one. [`PrefixLock`] is
+//! the exclusive lock that makes concurrent runs on one prefix queue.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+
+const TEMP_PREFIX: &str = ".register-runner.";
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// The largest input file accepted: config files are a few KiB.
+pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
+
+/// Reads a text input file, refusing links, non-files, huge and non-UTF-8
+/// files with a message that names the path.
+pub fn read_input(path: &Path) -> Result<String> {
+    match read_input_opt(path)? {
+        Some(text) => Ok(text),
+        None => bail!("`{}` does not exist", path.display()),
+    }
+}
+
+/// Like [`read_input`], but a missing file is `None`.
+pub fn read_input_opt(path: &Path) -> Result<Option<String>> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+    };
+    if meta.file_type().is_symlink() {
+        let target = fs::read_link(path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        bail!(
+            "`{}` is a symbolic link (to `{target}`): only regular files are read here",
+            path.display()
+        );
+    }
+    if !meta.is_file() {
+        bail!("`{}` is not a regular file", path.display());
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        bail!(
+            "`{}` is {} bytes, more than the {} bytes a config file may have",
+            path.display(),
+            meta.len(),
+            MAX_INPUT_BYTES
+        );
+    }
+    let bytes = fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) => bail!(
+            "`{}` is not UTF-8 text (invalid byte at offset {})",
+            path.display(),
+            e.utf8_error().valid_up_to()
+        ),
+    }
+}
+
+/// Fails unless `path` is a directory that group and others cannot access
+/// (as the original tool required of the prefix and the instance directory).
+pub fn check_owner_only_dir(path: &Path) -> Result<()> {
+    let meta = fs::metadata(path)
+        .with_context(|| format!("cannot read directory `{}`", path.display()))?;
+    if !meta.is_dir() {
+        bail!("`{}` is not a directory", path.display());
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "`{}` has mode {:04o}: it must not be accessible by group or others (chmod 0700 `{}`)",
+            path.display(),
+            mode,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600, unless the file
+/// already holds exactly these bytes (gitlab-runner reloads on mtime).
+/// Returns whether it wrote.
+pub fn write_atomic_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
+    match fs::read(path) {
+        Ok(current) if current == bytes => return Ok(false),
+        _ => {}
+    }
+    write_atomic(path, bytes)?;
+    Ok(true)
+}
+
+/// Same-directory temp file (0600), write, fsync, rename, fsync directory.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let context = || format!("cannot write `{}`", path.display());
+    let mut tmp = tempfile::Builder::new()
+        .prefix(TEMP_PREFIX)
+        .suffix(TEMP_SUFFIX)
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .with_context(context)?;
+    tmp.write_all(bytes).with_context(context)?;
+    tmp.as_file().sync_all().with_context(context)?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(context)?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot fsync directory `{}`", dir.display()))?;
+    Ok(())
+}
+
+/// Removes temp files that [`write_atomic`] left behind when a run was
+/// killed mid-write. Call only while holding the [`PrefixLock`].
+pub fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::debug!(path = %entry.path().display(), "removed a stale temp file")
+                }
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), "cannot remove a stale temp file: {e}")
+                }
+            }
+        }
+    }
+}
+
+/// An exclusive lock on `<prefix>/.register-runner.<instance>.lock`, held
+/// until dropped. A second run blocks here until the first one ends.
+pub struct PrefixLock {
+    _file: File,
+}
+
+impl PrefixLock {
+    pub fn acquire(path: &Path) -> Result<PrefixLock> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("cannot open lock file `{}`", path.display()))?;
+        if file.try_lock().is_err() {
+            tracing::info!(lock = %path.display(), "another run holds the lock; waiting for it");
+            file.lock()
+                .with_context(|| format!("cannot lock `{}`", path.display()))?;
+        }
+        Ok(PrefixLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn atomic_write_sets_mode_and_skips_identical_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.main.toml");
+        assert!(write_atomic_if_changed(&path, b"a = 1\n").unwrap());
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        let mtime = meta.modified().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(!write_atomic_if_changed(&path, b"a = 1\n").unwrap());
+        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), mtime);
+        assert!(write_atomic_if_changed(&path, b"a = 2\n").unwrap());
+        assert_eq!(fs::read(&path).unwrap(), b"a = 2\n");
+        // no temp file left behind
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn read_input_refuses_links_binary_and_huge_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real.toml");
+        fs::write(&real, "a = 1").unwrap();
+        let link = dir.path().join("link.toml");
+        symlink(&real, &link).unwrap();
+        let err = read_input(&link).unwrap_err().to_string();
+        assert!(err.contains("symbolic link"), "{err}");
+        let bin = dir.path().join("bin.toml");
+        fs::write(&bin, b"a = \xff").unwrap();
+        let err = read_input(&bin).unwrap_err().to_string();
+        assert!(err.contains("not UTF-8"), "{err}");
+        let huge = dir.path().join("huge.toml");
+        fs::write(&huge, vec![b'#'; (MAX_INPUT_BYTES + 1) as usize]).unwrap();
+        assert!(read_input(&huge).unwrap_err().to_string().contains("bytes"));
+        assert!(read_input_opt(&dir.path().join("none")).unwrap().is_none());
+    }
+
+    #[test]
+    fn owner_only_check_names_the_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let err = check_owner_only_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("0755"), "{err}");
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        check_owner_only_dir(dir.path()).unwrap();
+    }
+}

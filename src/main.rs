@@ -1,0 +1,30 @@
+//! The `register-runner` binary: parse the command line, set up logging,
+//! run, and turn the outcome into an exit code (SPEC §1).
+
+use clap::Parser;
+use register_runner::cli::Cli;
+use register_runner::exit::ExitCode;
+use register_runner::{app, logging};
+
+fn main() -> std::process::ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                ExitCode::Usage
+            } else {
+                ExitCode::Success
+            };
+            let _ = e.print();
+            return code.into();
+        }
+    };
+    logging::init(&cli);
+    match app::run(&cli) {
+        Ok(code) => code.into(),
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::Failure.into()
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! Observing GitLab (SPEC §4 step 4, the reading half): verify every held
+//! token, list this host's runners, read the details the plan needs.
+//!
+//! Only reads happen here (`POST /runners/verify` is a read for our purpose:
+//! it heartbeats and records this host's manager, as gitlab-runner does).
+//! Requests to one GitLab run concurrently, bounded by the client's
+//! in-flight limit; GitLabs are observed concurrently by the caller.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use crate::config::Executor;
+use crate::gitlab::{ApiError, GitLab, Verified};
+use crate::plan::{Listing, Observation, VerifyOutcome};
+use crate::secret::Secret;
+use crate::store::HeldRunner;
+
+/// Reads what the plan needs from one GitLab.
+pub async fn observe(
+    gitlab: Arc<GitLab>,
+    executors: Vec<Executor>,
+    held: Vec<HeldRunner>,
+    identifying_tags: Vec<String>,
+    system_id: String,
+) -> Observation {
+    match observe_inner(gitlab, executors, held, identifying_tags, system_id).await {
+        Ok(observation) => observation,
+        Err(unreachable) => Observation::unreachable(unreachable.to_string()),
+    }
+}
+
+async fn observe_inner(
+    gitlab: Arc<GitLab>,
+    executors: Vec<Executor>,
+    held: Vec<HeldRunner>,
+    identifying_tags: Vec<String>,
+    system_id: String,
+) -> Result<Observation, ApiError> {
+    // Phase 1: verify every held token while listing this host's runners.
+    let held_tokens: Vec<Secret> = dedup(held.iter().map(|h| h.credentials.token.clone()));
+    let listing = {
+        let gitlab = gitlab.clone();
+        let tags = identifying_tags.clone();
+        tokio::spawn(async move {
+            if !gitlab.has_pat() {
+                return Ok(Listing::NoPat);
+            }
+            match gitlab.list_runners(&tags).await {
+                Ok(runners) => Ok(Listing::Listed(runners)),
+                Err(e) if e.unreachable => Err(e),
+                Err(e) => Ok(Listing::Failed(e.to_string())),
+            }
+        })
+    };
+    let mut verified = verify_all(&gitlab, held_tokens, &system_id).await?;
+    let listing = listing
+        .await
+        .unwrap_or_else(|e| Ok(Listing::Failed(e.to_string())))?;
+
+    // Phase 2: details of kept runners (drift) and of runners whose token
+    // this host lost (a patched server gives it back); own tokens of
+    // executors whose held token is not valid.
+    let valid = |token: &Secret, verified: &HashMap<Secret, VerifyOutcome>| {
+        matches!(verified.get(token), Some(VerifyOutcome::Valid(_)))
+    };
+    let mut detail_ids: HashSet<u64> = HashSet::new();
+    let mut own_tokens = Vec::new();
+    for executor in &executors {
+        let held_entry = held.iter().find(|h| h.name == executor.name);
+        let held_valid = held_entry.filter(|h| valid(&h.credentials.token, &verified));
+        match (held_valid, &executor.token) {
+            (Some(h), None) if gitlab.has_pat() => {
+                if let Some(VerifyOutcome::Valid(issued)) = verified.get(&h.credentials.token) {
+                    let id = issued.id.unwrap_or(h.credentials.id);
+                    if id != 0 {
+                        detail_ids.insert(id);
+                    }
+                }
+            }
+            (Some(_), _) => {}
+            (None, Some(own)) => own_tokens.push(own.clone()),
+            (None, None) => {
+                if let Listing::Listed(runners) = &listing {
+                    detail_ids.extend(
+                        runners
+                            .iter()
+                            .filter(|r| r.description.as_deref() == Some(executor.name.as_str()))
+                            .map(|r| r.id),
+                    );
+                }
+            }
+        }
+    }
+    let details_task = {
+        let gitlab = gitlab.clone();
+        let ids: Vec<u64> = detail_ids.into_iter().collect();
+        tokio::spawn(async move { details_of(&gitlab, ids).await })
+    };
+    verified.extend(verify_all(&gitlab, dedup(own_tokens), &system_id).await?);
+    let details = details_task.await.map_err(|e| join_error(&e))??;
+
+    // Phase 3: verify tokens a patched server gave back.
+    let restored: Vec<Secret> = details
+        .values()
+        .filter_map(|d| d.as_ref().ok()?.token.as_ref().map(|t| t.0.clone()))
+        .filter(|t| !verified.contains_key(t))
+        .collect();
+    verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
+
+    Ok(Observation {
+        unreachable: None,
+        verified,
+        listing,
+        details,
+    })
+}
+
+async fn verify_all(
+    gitlab: &Arc<GitLab>,
+    tokens: Vec<Secret>,
+    system_id: &str,
+) -> Result<HashMap<Secret, VerifyOutcome>, ApiError> {
+    let mut tasks = JoinSet::new();
+    for token in tokens {
+        let gitlab = gitlab.clone();
+        let system_id = system_id.to_string();
+        tasks.spawn(async move {
+            let outcome = gitlab.verify(&token, &system_id).await;
+            (token, outcome)
+        });
+    }
+    let mut verified = HashMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (token, outcome) = joined.map_err(|e| join_error(&e))?;
+        let outcome = match outcome {
+            Ok(Verified::Valid(issued)) => VerifyOutcome::Valid(issued),
+            Ok(Verified::Rejected(status)) => VerifyOutcome::Rejected(status),
+            Err(e) if e.unreachable => return Err(e),
+            Err(e) => VerifyOutcome::Error(e.to_string()),
+        };
+        verified.insert(token, outcome);
+    }
+    Ok(verified)
+}
+
+type Details = BTreeMap<u64, Result<crate::gitlab::RunnerDetails, String>>;
+
+async fn details_of(gitlab: &Arc<GitLab>, ids: Vec<u64>) -> Result<Details, ApiError> {
+    let mut tasks = JoinSet::new();
+    for id in ids {
+        let gitlab = gitlab.clone();
+        tasks.spawn(async move { (id, gitlab.runner_details(id).await) });
+    }
+    let mut details = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (id, result) = joined.map_err(|e| join_error(&e))?;
+        match result {
+            Ok(d) => {
+                details.insert(id, Ok(d));
+            }
+            Err(e) if e.unreachable => return Err(e),
+            Err(e) => {
+                details.insert(id, Err(e.to_string()));
+            }
+        }
+    }
+    Ok(details)
+}
+
+fn dedup(tokens: impl IntoIterator<Item = Secret>) -> Vec<Secret> {
+    let mut seen = HashSet::new();
+    tokens
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
+fn join_error(e: &tokio::task::JoinError) -> ApiError {
+    ApiError {
+        method: reqwest::Method::GET,
+        url: String::new(),
+        status: None,
+        message: format!("internal task failed: {e}"),
+        unreachable: false,
+    }
+}

@@ -1,0 +1,633 @@
+//! The plan (SPEC §4): what to do on each GitLab, computed from what was
+//! read, with no I/O.
+//!
+//! [`plan`] takes the validated input, each executor's tags, the token store
+//! (last output) and what GitLab answered ([`Observation`]), and returns a
+//! [`Plan`] value: for every executor whether its runner is kept (with the
+//! credentials to write), created, or cannot be checked now; and per GitLab
+//! the updates, rotations and deletions, each with its reason. Dry-run
+//! prints this value; apply carries it out.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use time::OffsetDateTime;
+use toml_edit::Table;
+
+use crate::config::{Executor, Inputs};
+use crate::gitlab::{IssuedToken, ListedRunner, RunnerAttributes, RunnerDetails};
+use crate::secret::Secret;
+use crate::store::{Credentials, HeldRunner, TokenStore, truncate_to_second};
+
+/// What `POST /runners/verify` said of one token.
+#[derive(Debug, Clone)]
+pub enum VerifyOutcome {
+    Valid(IssuedToken),
+    /// 403 (unknown token) or 422 (orphaned).
+    Rejected(u16),
+    /// Any other failure; the token's fate is unknown.
+    Error(String),
+}
+
+/// `GET /runners/all` (or `/runners`) for this host's identifying tags.
+#[derive(Debug, Clone)]
+pub enum Listing {
+    /// No personal access token: nothing can be listed.
+    NoPat,
+    Listed(Vec<ListedRunner>),
+    /// Failed or incomplete: nothing may be deleted on this GitLab.
+    Failed(String),
+}
+
+/// Everything read from one GitLab.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// `Some(reason)`: GitLab could not be reached (after retries).
+    pub unreachable: Option<String>,
+    pub verified: HashMap<Secret, VerifyOutcome>,
+    pub listing: Listing,
+    pub details: BTreeMap<u64, Result<RunnerDetails, String>>,
+}
+
+impl Observation {
+    pub fn unreachable(reason: String) -> Observation {
+        Observation {
+            unreachable: Some(reason),
+            verified: HashMap::new(),
+            listing: Listing::Failed("GitLab unreachable".into()),
+            details: BTreeMap::new(),
+        }
+    }
+
+    fn valid(&self, token: &Secret) -> Option<&IssuedToken> {
+        match self.verified.get(token) {
+            Some(VerifyOutcome::Valid(issued)) => Some(issued),
+            _ => None,
+        }
+    }
+}
+
+/// The whole plan: one entry per client config, in template order.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub gitlabs: Vec<GitLabPlan>,
+}
+
+#[derive(Debug, Clone)]
+pub struct GitLabPlan {
+    pub url: String,
+    /// Index into `Template::clients`.
+    pub client: usize,
+    /// One per executor on this GitLab, in file-name order.
+    pub runners: Vec<RunnerPlan>,
+    pub deletes: Vec<Delete>,
+    /// Entries of the last output whose runner should go but cannot be
+    /// deleted now (unreachable, failed list or verify, safety cap): written
+    /// back unchanged so that their tokens are not lost.
+    pub carry_over: Vec<(String, Table)>,
+    /// `Some(reason)`: unreachable; everything is held as it was.
+    pub offline: Option<String>,
+    /// Things that make the run fail (exit 1) but do not stop the others.
+    pub problems: Vec<String>,
+    /// Things worth a warning only.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunnerPlan {
+    /// Index into `Inputs::executors`.
+    pub executor: usize,
+    pub name: String,
+    pub action: RunnerAction,
+    /// With a PAT: server-side settings to correct (`PUT /runners/:id`).
+    pub update: Option<Update>,
+    /// The token is in its last quarter of life: reset it.
+    pub rotate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum RunnerAction {
+    /// A verified token: write these credentials.
+    Keep {
+        credentials: Credentials,
+        reason: String,
+    },
+    /// Create a runner (`POST /user/runners`, else `POST /runners`).
+    Create {
+        attributes: RunnerAttributes,
+        reason: String,
+    },
+    /// The token could not be checked now (GitLab unreachable or a verify
+    /// error): write the held credentials unchanged, if any.
+    Hold {
+        credentials: Option<Credentials>,
+        reason: String,
+    },
+    /// Nothing usable and nothing to do about it (e.g. an executor's own
+    /// token was rejected).
+    Fail { reason: String },
+}
+
+impl RunnerAction {
+    pub fn reason(&self) -> &str {
+        match self {
+            RunnerAction::Keep { reason, .. }
+            | RunnerAction::Create { reason, .. }
+            | RunnerAction::Hold { reason, .. }
+            | RunnerAction::Fail { reason } => reason,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub id: u64,
+    pub changes: RunnerAttributes,
+    /// Which settings differ, e.g. "tag_list, locked".
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Delete {
+    /// The runner's name (description), if known.
+    pub name: String,
+    pub id: Option<u64>,
+    pub how: DeleteHow,
+    pub reason: String,
+    /// Its entry in the last output, carried over until the delete succeeds.
+    pub held: Option<Table>,
+}
+
+#[derive(Debug, Clone)]
+pub enum DeleteHow {
+    /// `DELETE /runners/:id` with the PAT.
+    ById(u64),
+    /// `DELETE /runners` with the runner's token: the whole runner.
+    ByToken(Secret),
+    /// `DELETE /runners/managers`: only this host's manager of a runner made
+    /// in GitLab's UI; the runner stays.
+    Manager(Secret),
+}
+
+impl Plan {
+    /// Whether applying would call anything but reads.
+    pub fn has_changes(&self) -> bool {
+        self.gitlabs.iter().any(|g| {
+            !g.deletes.is_empty()
+                || g.runners.iter().any(|r| {
+                    matches!(r.action, RunnerAction::Create { .. })
+                        || r.update.is_some()
+                        || r.rotate
+                })
+        })
+    }
+}
+
+/// Computes the plan. `tags[i]` are the tags of `inputs.executors[i]`;
+/// `observations[c]` is what client config `c` answered.
+pub fn plan(
+    inputs: &Inputs,
+    tags: &[Vec<String>],
+    store: &TokenStore,
+    observations: &[Observation],
+    now: OffsetDateTime,
+    allow_empty: bool,
+) -> Plan {
+    let gitlabs = inputs
+        .template
+        .clients
+        .iter()
+        .enumerate()
+        .map(|(c, client)| {
+            let executors: Vec<(usize, &Executor)> = inputs
+                .executors
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| e.url == client.url)
+                .collect();
+            let held: Vec<&HeldRunner> = store
+                .runners
+                .iter()
+                .filter(|r| r.url == client.url)
+                .collect();
+            plan_gitlab(
+                c,
+                &client.url,
+                &executors,
+                tags,
+                &held,
+                &observations[c],
+                now,
+                inputs.executor_dir_empty && !allow_empty,
+            )
+        })
+        .collect();
+    Plan { gitlabs }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_gitlab(
+    client: usize,
+    url: &str,
+    executors: &[(usize, &Executor)],
+    tags: &[Vec<String>],
+    held: &[&HeldRunner],
+    seen: &Observation,
+    now: OffsetDateTime,
+    cap_deletes: bool,
+) -> GitLabPlan {
+    let mut gitlab = GitLabPlan {
+        url: url.to_string(),
+        client,
+        runners: Vec::new(),
+        deletes: Vec::new(),
+        carry_over: Vec::new(),
+        offline: seen.unreachable.clone(),
+        problems: Vec::new(),
+        warnings: Vec::new(),
+    };
+    let held_by_name: HashMap<&str, &HeldRunner> =
+        held.iter().map(|h| (h.name.as_str(), *h)).collect();
+    let wanted: HashSet<&str> = executors.iter().map(|(_, e)| e.name.as_str()).collect();
+
+    if let Some(reason) = &seen.unreachable {
+        for (i, executor) in executors {
+            let credentials = held_by_name
+                .get(executor.name.as_str())
+                .map(|h| h.credentials.clone());
+            gitlab.runners.push(RunnerPlan {
+                executor: *i,
+                name: executor.name.clone(),
+                action: RunnerAction::Hold {
+                    credentials,
+                    reason: format!("GitLab unreachable: {reason}"),
+                },
+                update: None,
+                rotate: false,
+            });
+        }
+        // Entries of removed executors stay until they can be deleted.
+        for h in held.iter().filter(|h| !wanted.contains(h.name.as_str())) {
+            gitlab.carry_over.push((h.name.clone(), h.table.clone()));
+        }
+        return gitlab;
+    }
+
+    let listed: Option<&[ListedRunner]> = match &seen.listing {
+        Listing::Listed(runners) => Some(runners),
+        _ => None,
+    };
+    let listed_ids: HashSet<u64> = listed.unwrap_or_default().iter().map(|r| r.id).collect();
+    let mut claimed: HashMap<u64, String> = HashMap::new();
+
+    for (i, executor) in executors {
+        let held_entry = held_by_name.get(executor.name.as_str()).copied();
+        let action = choose_credentials(
+            executor,
+            held_entry,
+            listed.unwrap_or_default(),
+            seen,
+            &claimed,
+            now,
+        );
+        if let RunnerAction::Keep { credentials, .. } = &action
+            && credentials.id != 0
+        {
+            claimed.insert(credentials.id, executor.name.clone());
+        }
+        let update = match &action {
+            RunnerAction::Keep { credentials, .. }
+                if executor.token.is_none() && credentials.id != 0 =>
+            {
+                match seen.details.get(&credentials.id) {
+                    Some(Ok(details)) => drift(executor, &tags[*i], details),
+                    Some(Err(e)) => {
+                        gitlab.warnings.push(format!(
+                            "runner `{}` (#{}): cannot read its settings, not checked for drift: {e}",
+                            executor.name, credentials.id
+                        ));
+                        None
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
+        };
+        let rotate = matches!(&action, RunnerAction::Keep { credentials, .. } if credentials.due_for_rotation(now));
+        let action = match action {
+            RunnerAction::Create { reason, .. } => RunnerAction::Create {
+                attributes: create_attributes(executor, &tags[*i]),
+                reason,
+            },
+            other => other,
+        };
+        if let RunnerAction::Fail { reason } | RunnerAction::Hold { reason, .. } = &action {
+            gitlab
+                .problems
+                .push(format!("runner `{}`: {reason}", executor.name));
+        }
+        gitlab.runners.push(RunnerPlan {
+            executor: *i,
+            name: executor.name.clone(),
+            action,
+            update,
+            rotate,
+        });
+    }
+
+    // Deletions. Never on a failed or incomplete list.
+    if let Listing::Failed(reason) = &seen.listing {
+        gitlab.problems.push(format!(
+            "listing this host's runners failed, so nothing is deleted: {reason}"
+        ));
+        for h in held.iter().filter(|h| !wanted.contains(h.name.as_str())) {
+            gitlab.carry_over.push((h.name.clone(), h.table.clone()));
+        }
+        return gitlab;
+    }
+    let mut deleted_ids: HashSet<u64> = HashSet::new();
+    for h in held.iter().filter(|h| !wanted.contains(h.name.as_str())) {
+        let Some(issued) = seen.valid(&h.credentials.token) else {
+            // Rejected: the runner is gone already; the entry is dropped.
+            // A verify error: keep the entry, try again next run.
+            if let Some(VerifyOutcome::Error(e)) = seen.verified.get(&h.credentials.token) {
+                gitlab
+                    .problems
+                    .push(format!("runner `{}`: cannot verify its token: {e}", h.name));
+                gitlab.carry_over.push((h.name.clone(), h.table.clone()));
+            }
+            continue;
+        };
+        let id = issued.id.or(nonzero(h.credentials.id));
+        if let Some(id) = id
+            && claimed.contains_key(&id)
+        {
+            continue;
+        }
+        let token = h.credentials.token.clone();
+        // gitlab-runner's `unregister` line: a `glrt-` runner without this
+        // host's identifying tags was made in GitLab's UI.
+        let made_in_ui = token.is_created_runner_token()
+            && match listed {
+                Some(_) => !id.is_some_and(|id| listed_ids.contains(&id)),
+                None => true,
+            };
+        let (how, reason) = if made_in_ui {
+            (
+                DeleteHow::Manager(token),
+                "no executor file; runner made in GitLab's UI: only this host's manager",
+            )
+        } else {
+            (DeleteHow::ByToken(token), "no executor file")
+        };
+        if let Some(id) = id {
+            deleted_ids.insert(id);
+        }
+        gitlab.deletes.push(Delete {
+            name: h.name.clone(),
+            id,
+            how,
+            reason: reason.into(),
+            held: Some(h.table.clone()),
+        });
+    }
+    let names_kept: HashMap<&str, u64> = gitlab
+        .runners
+        .iter()
+        .filter_map(|r| match &r.action {
+            RunnerAction::Keep { credentials, .. } if credentials.id != 0 => {
+                Some((r.name.as_str(), credentials.id))
+            }
+            _ => None,
+        })
+        .collect();
+    let names_created: HashSet<&str> = gitlab
+        .runners
+        .iter()
+        .filter(|r| matches!(r.action, RunnerAction::Create { .. }))
+        .map(|r| r.name.as_str())
+        .collect();
+    let names_held: HashSet<&str> = gitlab
+        .runners
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.action,
+                RunnerAction::Hold { .. } | RunnerAction::Fail { .. }
+            )
+        })
+        .map(|r| r.name.as_str())
+        .collect();
+    for runner in listed.unwrap_or_default() {
+        if claimed.contains_key(&runner.id) || deleted_ids.contains(&runner.id) {
+            continue;
+        }
+        let name = runner.description.clone().unwrap_or_default();
+        let reason = if let Some(kept) = names_kept.get(name.as_str()) {
+            format!("duplicate of #{kept}")
+        } else if names_created.contains(name.as_str()) {
+            "token lost: replaced by a new runner".to_string()
+        } else if names_held.contains(name.as_str()) {
+            // Its executor's token could not be checked: leave it alone.
+            continue;
+        } else {
+            "no executor file".to_string()
+        };
+        gitlab.deletes.push(Delete {
+            name,
+            id: Some(runner.id),
+            how: DeleteHow::ById(runner.id),
+            reason,
+            held: None,
+        });
+    }
+    if cap_deletes && !gitlab.deletes.is_empty() {
+        gitlab.problems.push(format!(
+            "the executor directory is empty or missing: refusing to delete all {} runner(s) of this host on {url}; \
+             add the executor files back, or pass --allow-empty if that is really meant",
+            gitlab.deletes.len()
+        ));
+        for d in std::mem::take(&mut gitlab.deletes) {
+            if let Some(table) = d.held {
+                gitlab.carry_over.push((d.name, table));
+            }
+        }
+    }
+    gitlab
+}
+
+/// Picks the credentials for one executor: its held token, else its own
+/// UI-made token, else a token a patched server gave back; else create.
+fn choose_credentials(
+    executor: &Executor,
+    held: Option<&HeldRunner>,
+    listed: &[ListedRunner],
+    seen: &Observation,
+    claimed: &HashMap<u64, String>,
+    now: OffsetDateTime,
+) -> RunnerAction {
+    let now = truncate_to_second(now);
+    let usable = |issued: &IssuedToken, fallback_id: u64| {
+        let id = issued.id.unwrap_or(fallback_id);
+        (id == 0 || !claimed.contains_key(&id)).then_some(id)
+    };
+    if let Some(h) = held {
+        match seen.verified.get(&h.credentials.token) {
+            Some(VerifyOutcome::Valid(issued)) => {
+                if let Some(id) = usable(issued, h.credentials.id) {
+                    return RunnerAction::Keep {
+                        credentials: Credentials {
+                            id,
+                            token: h.credentials.token.clone(),
+                            obtained_at: h.credentials.obtained_at,
+                            expires_at: issued.expires_at.or(h.credentials.expires_at),
+                        },
+                        reason: "token verified".into(),
+                    };
+                }
+            }
+            Some(VerifyOutcome::Error(e)) => {
+                return RunnerAction::Hold {
+                    credentials: Some(h.credentials.clone()),
+                    reason: format!("cannot verify its token: {e}"),
+                };
+            }
+            Some(VerifyOutcome::Rejected(_)) | None => {}
+        }
+    }
+    if let Some(own) = &executor.token {
+        return match seen.verified.get(own) {
+            Some(VerifyOutcome::Valid(issued)) => RunnerAction::Keep {
+                credentials: Credentials {
+                    id: issued.id.unwrap_or(0),
+                    token: own.clone(),
+                    obtained_at: now,
+                    expires_at: issued.expires_at,
+                },
+                reason: "its own token verified".into(),
+            },
+            Some(VerifyOutcome::Rejected(status)) => RunnerAction::Fail {
+                reason: format!(
+                    "its own `token` in `{}` was rejected by GitLab (HTTP {status}): make a new runner token in GitLab's UI",
+                    executor.file.display()
+                ),
+            },
+            Some(VerifyOutcome::Error(e)) => RunnerAction::Hold {
+                credentials: None,
+                reason: format!("cannot verify its own token: {e}"),
+            },
+            None => RunnerAction::Fail {
+                reason: "its own token was not verified".into(),
+            },
+        };
+    }
+    for runner in listed
+        .iter()
+        .filter(|r| r.description.as_deref() == Some(executor.name.as_str()))
+    {
+        if let Some(Ok(details)) = seen.details.get(&runner.id)
+            && let Some(token) = &details.token
+            && let Some(issued) = seen.valid(&token.0)
+            && let Some(id) = usable(issued, runner.id)
+        {
+            return RunnerAction::Keep {
+                credentials: Credentials {
+                    id,
+                    token: token.0.clone(),
+                    obtained_at: now,
+                    expires_at: issued.expires_at,
+                },
+                reason: "token restored from GitLab (runner_details patch)".into(),
+            };
+        }
+    }
+    let reason = match held.map(|h| seen.verified.get(&h.credentials.token)) {
+        Some(Some(VerifyOutcome::Rejected(status))) => {
+            format!("token rejected by GitLab (HTTP {status})")
+        }
+        Some(_) => "token shared with another executor".into(),
+        None if listed
+            .iter()
+            .any(|r| r.description.as_deref() == Some(executor.name.as_str())) =>
+        {
+            "token lost".into()
+        }
+        None => "no runner yet".into(),
+    };
+    RunnerAction::Create {
+        attributes: RunnerAttributes::default(),
+        reason,
+    }
+}
+
+/// What `POST /user/runners` / `POST /runners` get for a new runner.
+fn create_attributes(executor: &Executor, tags: &[String]) -> RunnerAttributes {
+    let s = &executor.server;
+    RunnerAttributes {
+        description: Some(executor.name.clone()),
+        tag_list: Some(tags.to_vec()),
+        run_untagged: Some(s.run_untagged),
+        locked: Some(s.locked),
+        paused: s.paused,
+        access_level: s.access_level.clone(),
+        maximum_timeout: s.maximum_timeout,
+        maintenance_note: s.maintenance_note.clone(),
+    }
+}
+
+/// The settings of a kept runner that differ from its executor file.
+fn drift(executor: &Executor, tags: &[String], details: &RunnerDetails) -> Option<Update> {
+    let s = &executor.server;
+    let mut changes = RunnerAttributes::default();
+    let mut fields = Vec::new();
+    if details.description.as_deref() != Some(executor.name.as_str()) {
+        changes.description = Some(executor.name.clone());
+        fields.push("description");
+    }
+    let have: HashSet<&str> = details.tag_list.iter().map(String::as_str).collect();
+    let want: HashSet<&str> = tags.iter().map(String::as_str).collect();
+    if have != want {
+        changes.tag_list = Some(tags.to_vec());
+        fields.push("tag_list");
+    }
+    if details.run_untagged != s.run_untagged {
+        changes.run_untagged = Some(s.run_untagged);
+        fields.push("run_untagged");
+    }
+    if details.locked != s.locked {
+        changes.locked = Some(s.locked);
+        fields.push("locked");
+    }
+    if let Some(paused) = s.paused
+        && details.paused != paused
+    {
+        changes.paused = Some(paused);
+        fields.push("paused");
+    }
+    if let Some(level) = &s.access_level
+        && details.access_level.as_ref() != Some(level)
+    {
+        changes.access_level = Some(level.clone());
+        fields.push("access_level");
+    }
+    if let Some(timeout) = s.maximum_timeout
+        && details.maximum_timeout != Some(timeout)
+    {
+        changes.maximum_timeout = Some(timeout);
+        fields.push("maximum_timeout");
+    }
+    if let Some(note) = &s.maintenance_note
+        && details.maintenance_note.as_ref() != Some(note)
+    {
+        changes.maintenance_note = Some(note.clone());
+        fields.push("maintenance_note");
+    }
+    (!fields.is_empty()).then(|| Update {
+        id: details.id,
+        changes,
+        reason: format!("{} differ from the executor file", fields.join(", ")),
+    })
+}
+
+fn nonzero(id: u64) -> Option<u64> {
+    (id != 0).then_some(id)
+}

@@ -1,0 +1,191 @@
+//! The dry-run report (SPEC §4): the plan, one line per action, grouped by
+//! GitLab, then a unified diff of `config.<instance>.toml` with every secret
+//! in short form. Text (coloured only on a terminal) or JSON for automation.
+//! This module only formats; it never sees a secret's full value.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::plan::{DeleteHow, Plan, RunnerAction};
+
+/// One line of the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub action: &'static str,
+    pub name: String,
+    pub id: Option<u64>,
+    pub reason: String,
+}
+
+/// The plan's lines for each GitLab, in order.
+pub fn lines(plan: &Plan) -> Vec<(String, Vec<Line>)> {
+    plan.gitlabs
+        .iter()
+        .map(|g| {
+            let mut lines = Vec::new();
+            for r in &g.runners {
+                let (action, id) = match &r.action {
+                    RunnerAction::Keep { credentials, .. } => ("keep", nonzero(credentials.id)),
+                    RunnerAction::Create { .. } => ("create", None),
+                    RunnerAction::Hold { credentials, .. } => {
+                        ("hold", credentials.as_ref().and_then(|c| nonzero(c.id)))
+                    }
+                    RunnerAction::Fail { .. } => ("fail", None),
+                };
+                lines.push(Line {
+                    action,
+                    name: r.name.clone(),
+                    id,
+                    reason: r.action.reason().to_string(),
+                });
+                if let Some(update) = &r.update {
+                    lines.push(Line {
+                        action: "update",
+                        name: r.name.clone(),
+                        id: Some(update.id),
+                        reason: update.reason.clone(),
+                    });
+                }
+                if r.rotate {
+                    lines.push(Line {
+                        action: "rotate",
+                        name: r.name.clone(),
+                        id,
+                        reason: "token in the last quarter of its life".into(),
+                    });
+                }
+            }
+            for d in &g.deletes {
+                let action = match d.how {
+                    DeleteHow::Manager(_) => "delete-manager",
+                    _ => "delete",
+                };
+                lines.push(Line {
+                    action,
+                    name: d.name.clone(),
+                    id: d.id,
+                    reason: d.reason.clone(),
+                });
+            }
+            for (name, _) in &g.carry_over {
+                lines.push(Line {
+                    action: "hold",
+                    name: name.clone(),
+                    id: None,
+                    reason: "no executor file, but it cannot be deleted now: entry kept".into(),
+                });
+            }
+            (g.url.clone(), lines)
+        })
+        .collect()
+}
+
+fn nonzero(id: u64) -> Option<u64> {
+    (id != 0).then_some(id)
+}
+
+/// A unified diff of the output file, `--- current` / `+++ planned`.
+pub fn diff(current: &str, planned: &str) -> String {
+    if current == planned {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(current, planned)
+        .unified_diff()
+        .context_radius(3)
+        .header("current", "planned")
+        .to_string()
+}
+
+/// The text report.
+pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
+    let paint = |code: &str, s: &str| {
+        if colour {
+            format!("\x1b[{code}m{s}\x1b[0m")
+        } else {
+            s.to_string()
+        }
+    };
+    let mut out = String::new();
+    for (url, lines) in lines(plan) {
+        let _ = writeln!(out, "GitLab {url}");
+        let g = plan.gitlabs.iter().find(|g| g.url == url);
+        if let Some(reason) = g.and_then(|g| g.offline.as_ref()) {
+            let _ = writeln!(out, "  (unreachable: {reason})");
+        }
+        if lines.is_empty() {
+            let _ = writeln!(out, "  (no executors)");
+        }
+        for line in lines {
+            let id = line
+                .id
+                .map(|id| format!("#{id}"))
+                .unwrap_or_else(|| "-".into());
+            let action = format!("{:<14}", line.action);
+            let action = match line.action {
+                "create" => paint("32", &action),
+                "delete" | "delete-manager" | "fail" => paint("31", &action),
+                "update" | "rotate" | "hold" => paint("33", &action),
+                _ => action,
+            };
+            let _ = writeln!(
+                out,
+                "  {action} {:<40} {:<8} {}",
+                quote(&line.name),
+                id,
+                line.reason
+            );
+        }
+        for problem in g.map(|g| g.problems.as_slice()).unwrap_or_default() {
+            let _ = writeln!(out, "  {} {problem}", paint("31", "error:"));
+        }
+    }
+    if diff.is_empty() {
+        let _ = writeln!(out, "\nconfig: no change");
+    } else {
+        let _ = writeln!(out);
+        for line in diff.lines() {
+            let painted = if line.starts_with("+++") || line.starts_with("---") {
+                paint("1", line)
+            } else if line.starts_with('+') {
+                paint("32", line)
+            } else if line.starts_with('-') {
+                paint("31", line)
+            } else if line.starts_with("@@") {
+                paint("36", line)
+            } else {
+                line.to_string()
+            };
+            let _ = writeln!(out, "{painted}");
+        }
+    }
+    out
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{name}\"")
+}
+
+/// The JSON report: `{"changes", "gitlabs": [{url, offline, problems,
+/// actions: [{action, name, id, reason}]}], "diff"}`.
+pub fn json(plan: &Plan, diff: &str, changes: bool) -> Value {
+    let gitlabs: Vec<Value> = lines(plan)
+        .into_iter()
+        .zip(&plan.gitlabs)
+        .map(|((url, lines), g)| {
+            json!({
+                "url": url,
+                "offline": g.offline,
+                "problems": g.problems,
+                "warnings": g.warnings,
+                "actions": lines.iter().map(|l| json!({
+                    "action": l.action,
+                    "name": l.name,
+                    "id": l.id,
+                    "reason": l.reason,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"changes": changes, "gitlabs": gitlabs, "diff": diff})
+}

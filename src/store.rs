@@ -1,0 +1,240 @@
+//! The token store: the last output `config.<instance>.toml`, read back.
+//!
+//! gitlab-runner rotates tokens and writes them into this file, so the
+//! tokens here are the current ones (SPEC §4 step 3). For each `[[runners]]`
+//! it yields the runner's name (the original tool wrote `description`: that
+//! is accepted too), url, id, token and token times, plus the raw table so
+//! that an entry can be carried over untouched. A file that is not valid
+//! TOML stops the run: it may be the only copy of the tokens.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Result, anyhow};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use toml_edit::{Item, Table};
+
+use crate::config::normalize_url;
+use crate::fsutil;
+use crate::secret::Secret;
+
+/// A runner's credentials as gitlab-runner keeps them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// 0 when unknown (gitlab-runner's `-t` registrations write 0 too).
+    pub id: u64,
+    pub token: Secret,
+    pub obtained_at: OffsetDateTime,
+    /// `None` = never expires (written as `0001-01-01T00:00:00Z`).
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Credentials {
+    /// Whether the token is in the last quarter of its life, when
+    /// gitlab-runner itself would rotate it (`TokenResetIntervalFactor`).
+    pub fn due_for_rotation(&self, now: OffsetDateTime) -> bool {
+        let Some(expires) = self.expires_at else {
+            return false;
+        };
+        let life = expires - self.obtained_at;
+        if life <= time::Duration::ZERO {
+            return true;
+        }
+        now >= self.obtained_at + life * 0.75
+    }
+}
+
+/// One `[[runners]]` entry of the last output.
+#[derive(Debug, Clone)]
+pub struct HeldRunner {
+    pub name: String,
+    /// Normalised like client_configs urls.
+    pub url: String,
+    pub credentials: Credentials,
+    /// The entry as written, to carry over unchanged.
+    pub table: Table,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    pub path: PathBuf,
+    /// The file as it is now (`None`: there is none yet).
+    pub text: Option<String>,
+    pub runners: Vec<HeldRunner>,
+}
+
+impl TokenStore {
+    pub fn load(path: &Path, now: OffsetDateTime) -> Result<TokenStore> {
+        let text = fsutil::read_input_opt(path)?;
+        let runners = match &text {
+            None => Vec::new(),
+            Some(text) => parse(path, text, now)?,
+        };
+        Ok(TokenStore {
+            path: path.to_path_buf(),
+            text,
+            runners,
+        })
+    }
+
+    pub fn find(&self, url: &str, name: &str) -> Option<&HeldRunner> {
+        self.runners.iter().find(|r| r.url == url && r.name == name)
+    }
+}
+
+fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Vec<HeldRunner>> {
+    let recover = "it holds the runner tokens, so it is never overwritten: repair it by hand, \
+                   or move it away to have its runners replaced";
+    let doc = toml_edit::Document::parse(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+            .unwrap_or(0);
+        anyhow!(
+            "last output `{}` line {line}: invalid TOML: {}; {recover}",
+            path.display(),
+            e.message().trim_end()
+        )
+    })?;
+    // Into a mutable document first: that resolves every piece of
+    // formatting against the source text, so a table carried over renders
+    // exactly as it was read.
+    let doc = doc.into_mut();
+    let tables: Vec<Table> = match doc.get("runners") {
+        None => return Ok(Vec::new()),
+        Some(Item::ArrayOfTables(array)) => array.iter().cloned().collect(),
+        Some(_) => {
+            return Err(anyhow!(
+                "last output `{}`: `runners` is not an array of tables; {recover}",
+                path.display()
+            ));
+        }
+    };
+    let mut held = Vec::new();
+    for table in tables {
+        let text_of = |key: &str| table.get(key).and_then(|i| i.as_str()).map(str::to_string);
+        let Some(name) = text_of("name").or_else(|| text_of("description")) else {
+            tracing::warn!(file = %path.display(), "a [[runners]] entry without name is ignored");
+            continue;
+        };
+        let (Some(url), Some(token)) = (text_of("url"), text_of("token")) else {
+            tracing::warn!(file = %path.display(), runner = %name, "a [[runners]] entry without url or token is ignored");
+            continue;
+        };
+        if token.trim().is_empty() {
+            continue;
+        }
+        let id = table
+            .get("id")
+            .and_then(|i| i.as_integer())
+            .filter(|i| *i > 0)
+            .map_or(0, |i| i as u64);
+        let obtained_at = time_of(&table, "token_obtained_at")
+            .filter(|t| t.year() > 1)
+            .unwrap_or_else(|| truncate_to_second(now));
+        let expires_at = time_of(&table, "token_expires_at").filter(|t| t.year() > 1);
+        held.push(HeldRunner {
+            name,
+            url: normalize_url(&url),
+            credentials: Credentials {
+                id,
+                token: Secret::new(token.trim()),
+                obtained_at,
+                expires_at,
+            },
+            table,
+        });
+    }
+    Ok(held)
+}
+
+/// A TOML datetime, or a string holding one (gitlab-runner reads both).
+fn time_of(table: &Table, key: &str) -> Option<OffsetDateTime> {
+    let item = table.get(key)?;
+    let text = match item.as_datetime() {
+        Some(dt) => dt.to_string(),
+        None => item.as_str()?.to_string(),
+    };
+    OffsetDateTime::parse(&text, &Rfc3339).ok()
+}
+
+pub fn truncate_to_second(t: OffsetDateTime) -> OffsetDateTime {
+    t.replace_nanosecond(0).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn reads_name_or_description_and_times() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.main.toml");
+        std::fs::write(
+            &path,
+            r#"concurrent = 4
+[[runners]]
+name = "a"
+url = "https://gitlab.example.com/"
+id = 7
+token = "glrt-aaaaaaaaaaaaaaaa"
+token_obtained_at = 2026-01-01T00:00:00Z
+token_expires_at = 0001-01-01T00:00:00Z
+executor = "shell"
+
+[[runners]]
+description = "old"
+url = "https://gitlab.example.com"
+token = "legacytoken123"
+executor = "shell"
+"#,
+        )
+        .unwrap();
+        let now = datetime!(2026-11-22 10:00:00.5 UTC);
+        let store = TokenStore::load(&path, now).unwrap();
+        assert_eq!(store.runners.len(), 2);
+        let a = store.find("https://gitlab.example.com", "a").unwrap();
+        assert_eq!(a.credentials.id, 7);
+        assert_eq!(a.credentials.obtained_at, datetime!(2026-01-01 0:00 UTC));
+        assert_eq!(a.credentials.expires_at, None);
+        let old = store.find("https://gitlab.example.com", "old").unwrap();
+        assert_eq!(old.credentials.id, 0);
+        assert_eq!(
+            old.credentials.obtained_at,
+            datetime!(2026-11-22 10:00:00 UTC)
+        );
+    }
+
+    #[test]
+    fn invalid_toml_is_an_error_that_says_how_to_recover() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.main.toml");
+        std::fs::write(&path, "[[runners]\ntoken = \"glrt-secretsecret\"\n").unwrap();
+        let err = TokenStore::load(&path, OffsetDateTime::now_utc())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("line 1") && err.contains("move it away"),
+            "{err}"
+        );
+        assert!(!err.contains("secretsecret"), "{err}");
+    }
+
+    #[test]
+    fn rotation_is_due_in_the_last_quarter() {
+        let c = Credentials {
+            id: 1,
+            token: Secret::new("glrt-x"),
+            obtained_at: datetime!(2026-01-01 0:00 UTC),
+            expires_at: Some(datetime!(2026-01-05 0:00 UTC)),
+        };
+        assert!(!c.due_for_rotation(datetime!(2026-01-03 23:59 UTC)));
+        assert!(c.due_for_rotation(datetime!(2026-01-04 0:00 UTC)));
+        let never = Credentials {
+            expires_at: None,
+            ..c
+        };
+        assert!(!never.due_for_rotation(datetime!(2030-01-01 0:00 UTC)));
+    }
+}

@@ -1,0 +1,178 @@
+//! This host's runner system id, `<prefix>/.runner_system_id`, shared with
+//! gitlab-runner (gitlab-api.md §8).
+//!
+//! gitlab-runner's own algorithm: `s_` + the first 12 lowercase hex chars of
+//! HMAC-SHA256(key = machine-id, message = `gitlab-runner`), the machine-id
+//! read from `/var/lib/dbus/machine-id` then `/etc/machine-id`; without one,
+//! `r_` + 12 random alphanumerics. An existing file whose trimmed content
+//! matches `^[sr]_[0-9a-zA-Z]{12}$` is kept byte for byte; an invalid one is
+//! regenerated and overwritten (as gitlab-runner does); an unreadable one is
+//! an error (gitlab-runner would fail to start on it too).
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+
+pub const FILE_NAME: &str = ".runner_system_id";
+const MACHINE_ID_PATHS: &[&str] = &["/var/lib/dbus/machine-id", "/etc/machine-id"];
+
+/// The system id to send with every verify, and whether the file must be
+/// (re)written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemId {
+    pub value: String,
+    pub path: PathBuf,
+    pub needs_write: bool,
+}
+
+impl SystemId {
+    /// Reads `<prefix>/.runner_system_id`, or derives a new id.
+    pub fn load(prefix: &Path) -> Result<SystemId> {
+        let path = prefix.join(FILE_NAME);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                let text = String::from_utf8_lossy(&bytes);
+                let trimmed = text.trim();
+                if is_valid(trimmed) {
+                    return Ok(SystemId {
+                        value: trimmed.to_string(),
+                        path,
+                        needs_write: false,
+                    });
+                }
+                let value = generate();
+                tracing::warn!(
+                    path = %path.display(),
+                    new = %value,
+                    "runner system id file is not valid; replacing it (as gitlab-runner would)"
+                );
+                Ok(SystemId {
+                    value,
+                    path,
+                    needs_write: true,
+                })
+            }
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(SystemId {
+                value: generate(),
+                path,
+                needs_write: true,
+            }),
+            Err(e) => Err(e).with_context(|| {
+                format!(
+                    "cannot read runner system id file `{}` (gitlab-runner could not either)",
+                    path.display()
+                )
+            }),
+        }
+    }
+
+    /// Writes the file (atomically, 0600, no newline) if it must be.
+    pub fn persist(&self) -> Result<()> {
+        if self.needs_write {
+            crate::fsutil::write_atomic(&self.path, self.value.as_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// `^[sr]_[0-9a-zA-Z]{12}$`
+pub fn is_valid(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    bytes.len() == 14
+        && matches!(bytes[0], b's' | b'r')
+        && bytes[1] == b'_'
+        && bytes[2..].iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// gitlab-runner's `GenerateUniqueSystemID`.
+fn generate() -> String {
+    match read_machine_id() {
+        Some(machine_id) => from_machine_id(&machine_id),
+        None => random_id(),
+    }
+}
+
+fn read_machine_id() -> Option<String> {
+    MACHINE_ID_PATHS.iter().find_map(|p| {
+        let id = fs::read_to_string(p).ok()?;
+        let id = id.trim();
+        (!id.is_empty()).then(|| id.to_string())
+    })
+}
+
+/// `s_` + first 12 hex chars of HMAC-SHA256(key = machine id, "gitlab-runner").
+pub fn from_machine_id(machine_id: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(machine_id.as_bytes())
+        .expect("HMAC accepts keys of any length");
+    mac.update(b"gitlab-runner");
+    let digest = mac.finalize().into_bytes();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("s_{}", &hex[..12])
+}
+
+/// `r_` + 12 random characters of `[a-zA-Z0-9]`.
+fn random_id() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    let mut bytes = [0u8; 12];
+    rand::fill(&mut bytes);
+    let body: String = bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect();
+    format!("r_{body}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn matches_gitlab_runner_for_a_known_machine_id() {
+        // python3: hmac.new(b"0123456789abcdef0123456789abcdef", b"gitlab-runner",
+        //                   hashlib.sha256).hexdigest()[:12]
+        assert_eq!(
+            from_machine_id("0123456789abcdef0123456789abcdef"),
+            "s_ee3af03959fe"
+        );
+    }
+
+    #[test]
+    fn random_ids_are_valid() {
+        let id = random_id();
+        assert!(is_valid(&id), "{id}");
+        assert!(id.starts_with("r_"));
+    }
+
+    #[test]
+    fn validity() {
+        assert!(is_valid("s_0123456789ab"));
+        assert!(is_valid("r_AbCdEf012345"));
+        assert!(!is_valid("x_0123456789ab"));
+        assert!(!is_valid("s_0123456789a"));
+        assert!(!is_valid("s_0123456789a-"));
+    }
+
+    #[test]
+    fn keeps_a_valid_file_and_replaces_an_invalid_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE_NAME);
+        fs::write(&path, "r_AbCdEf012345\n").unwrap();
+        let id = SystemId::load(dir.path()).unwrap();
+        assert_eq!(id.value, "r_AbCdEf012345");
+        assert!(!id.needs_write);
+        fs::write(&path, "garbage").unwrap();
+        let id = SystemId::load(dir.path()).unwrap();
+        assert!(id.needs_write && is_valid(&id.value));
+        id.persist().unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), id.value);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! `gitlab-sim`: a stateful stand-in for GitLab's runner API (the endpoints
+//! `register-runner` uses, faithful to `shared/reference/gitlab-api.md`),
+//! served over real HTTP on 127.0.0.1, with knobs for tests (latency, 502
+//! every Nth request, rate limiting, dropped connections, registration switch,
+//! LLNL's token-exposing patch, token lifetime) and a request log. This file
+//! owns the public API: the well-known credentials, `SimOptions`, and the
+//! `Sim` handle that starts, inspects, steers and stops a server.
+//!
+//! ```no_run
+//! let sim = gitlab_sim::Sim::start();
+//! let url = format!("{}/api/v4/runners/all", sim.url());
+//! # let _ = url;
+//! assert!(sim.runners().is_empty());
+//! ```
+
+mod app;
+mod auth;
+mod clock;
+mod entities;
+mod error;
+mod handlers;
+mod knobs;
+mod log;
+mod pagination;
+mod params;
+mod pipeline;
+mod server;
+mod state;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use auth::AuthKind;
+pub use log::RequestRecord;
+pub use state::{CreatedBy, ManagerState, RunnerState, SeedRunner};
+
+use app::Shared;
+use server::Server;
+use state::{NewRunner, RunnerType};
+
+/// PAT of the administrator (`root`).
+pub const ADMIN_PAT: &str = "glpat-simadmin-0123456789";
+/// PAT of a non-admin user, Owner of group `OWNED_GROUP_ID` and project `OWNED_PROJECT_ID`.
+pub const USER_PAT: &str = "glpat-simuser-0123456789";
+/// The instance's runner registration token.
+pub const REGISTRATION_TOKEN: &str = "GR1348941simregtoken0123456789";
+/// The group `USER_PAT` owns (group 11 exists too, owned by nobody).
+pub const OWNED_GROUP_ID: u64 = 10;
+/// The project `USER_PAT` owns (project 21 exists too, owned by nobody).
+pub const OWNED_PROJECT_ID: u64 = 20;
+
+/// How to start a simulator. `Default` = free port, no knobs turned.
+#[derive(Clone, Debug, Default)]
+pub struct SimOptions {
+    /// 0 = a free port.
+    pub port: u16,
+    pub latency: Option<Duration>,
+    pub fail_every: Option<u64>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub registration_disabled: bool,
+    pub patched: bool,
+    pub token_lifetime: Option<Duration>,
+}
+
+/// A running simulator. Dropping it stops the server and joins its thread.
+#[derive(Debug)]
+pub struct Sim {
+    shared: Arc<Shared>,
+    server: Server,
+}
+
+impl Sim {
+    /// Starts a simulator with default options on a free port.
+    pub fn start() -> Sim {
+        Sim::start_with(SimOptions::default())
+    }
+
+    /// Starts a simulator; panics only if it cannot bind the port.
+    pub fn start_with(opts: SimOptions) -> Sim {
+        let port = opts.port;
+        match Sim::try_start_with(opts) {
+            Ok(sim) => sim,
+            Err(e) => panic!("gitlab-sim: cannot bind 127.0.0.1:{port}: {e}"),
+        }
+    }
+
+    /// Like `start_with`, but returns the bind error instead of panicking.
+    pub fn try_start_with(opts: SimOptions) -> std::io::Result<Sim> {
+        let shared = Arc::new(Shared::new(&opts));
+        let server = Server::start(shared.clone(), opts.port)?;
+        Ok(Sim { shared, server })
+    }
+
+    /// `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port())
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.addr().port()
+    }
+
+    /// Stops the server; afterwards the port refuses connections.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    /// Every request so far (since the last `clear_requests`), in arrival order.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.shared.log.snapshot()
+    }
+
+    pub fn clear_requests(&self) {
+        self.shared.log.clear();
+    }
+
+    /// All runners, sorted by id.
+    pub fn runners(&self) -> Vec<RunnerState> {
+        self.shared.world().all().map(|r| r.snapshot()).collect()
+    }
+
+    pub fn runner(&self, id: u64) -> Option<RunnerState> {
+        self.shared.world().get(id).map(|r| r.snapshot())
+    }
+
+    /// Creates a runner directly (as if in GitLab's UI); no request is logged.
+    /// An unknown `runner_type` falls back to `instance_type`.
+    pub fn seed_runner(&self, seed: SeedRunner) -> RunnerState {
+        let runner_type = seed
+            .runner_type
+            .as_deref()
+            .and_then(RunnerType::parse)
+            .unwrap_or(RunnerType::Instance);
+        let lifetime = self.shared.knobs.token_lifetime();
+        let mut world = self.shared.world();
+        let mut tags: Vec<String> = Vec::new();
+        for tag in seed.tag_list {
+            if !tags.contains(&tag) {
+                tags.push(tag);
+            }
+        }
+        world
+            .create(
+                NewRunner {
+                    description: seed.description,
+                    name: None,
+                    runner_type,
+                    group_id: seed.group_id,
+                    project_id: seed.project_id,
+                    tag_list: tags,
+                    run_untagged: seed.run_untagged,
+                    locked: seed.locked,
+                    paused: seed.paused,
+                    access_level: "not_protected".to_string(),
+                    maximum_timeout: None,
+                    maintenance_note: None,
+                    token: seed.token,
+                    created_by: CreatedBy::Seed,
+                },
+                lifetime,
+            )
+            .snapshot()
+    }
+
+    /// Deletes a runner as if in GitLab's UI; `false` if there was none.
+    pub fn remove_runner(&self, id: u64) -> bool {
+        self.shared.world().remove(id).is_some()
+    }
+
+    /// Sleep this long before handling each request.
+    pub fn set_latency(&self, d: Option<Duration>) {
+        self.shared.knobs.set_latency(d);
+    }
+
+    /// Every Nth request (counting all requests from this call on) gets 502.
+    pub fn set_fail_every(&self, n: Option<u64>) {
+        self.shared.knobs.set_fail_every(n);
+    }
+
+    /// At most this many requests per one-second window; the rest get 429.
+    pub fn set_rate_limit(&self, per_sec: Option<u32>) {
+        self.shared.knobs.set_rate_limit(per_sec);
+    }
+
+    /// Accept TCP connections and close them without any response (also
+    /// for requests on connections opened before).
+    pub fn set_drop_connections(&self, on: bool) {
+        self.shared.knobs.set_drop_connections(on);
+    }
+
+    /// Off: `POST /runners` answers 410 (GitLab ≥ 17.0 default).
+    pub fn set_registration_enabled(&self, on: bool) {
+        self.shared.knobs.set_registration_enabled(on);
+    }
+
+    /// On: `GET /runners/:id` exposes `token` (LLNL `runner_details` patch).
+    pub fn set_patched(&self, on: bool) {
+        self.shared.knobs.set_patched(on);
+    }
+
+    /// Lifetime of runner tokens created or reset from now on (`None` = never expire).
+    pub fn set_token_lifetime(&self, d: Option<Duration>) {
+        self.shared.knobs.set_token_lifetime(d);
+    }
+}

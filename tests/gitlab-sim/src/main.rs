@@ -1,0 +1,74 @@
+//! The `gitlab-sim` command: starts the simulator for people (demos, manual
+//! tests, python-gitlab), prints its URL and the credentials it accepts, and
+//! serves until Ctrl-C.
+
+use std::time::Duration;
+
+use clap::Parser;
+use gitlab_sim::{
+    ADMIN_PAT, OWNED_GROUP_ID, OWNED_PROJECT_ID, REGISTRATION_TOKEN, Sim, SimOptions, USER_PAT,
+};
+
+/// A stateful stand-in for GitLab's runner API on 127.0.0.1.
+#[derive(Parser, Debug)]
+#[command(name = "gitlab-sim", version, about)]
+struct Args {
+    /// Port to listen on (0 = a free one).
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// Sleep this many milliseconds before handling each request.
+    #[arg(long, value_name = "N")]
+    latency_ms: Option<u64>,
+    /// Answer every Nth request with 502 Bad Gateway.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    fail_every: Option<u64>,
+    /// Allow at most N requests per second; the rest get 429 with Retry-After.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    rate_limit: Option<u32>,
+    /// Disable registration tokens: POST /runners answers 410 Gone.
+    #[arg(long)]
+    no_registration: bool,
+    /// Expose `token` in GET /runners/:id (LLNL's runner_details patch).
+    #[arg(long)]
+    patched: bool,
+    /// Runner tokens expire this many seconds after creation or reset.
+    #[arg(long, value_name = "N")]
+    token_lifetime_secs: Option<u64>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let opts = SimOptions {
+        port: args.port,
+        latency: args.latency_ms.map(Duration::from_millis),
+        fail_every: args.fail_every,
+        rate_limit_per_sec: args.rate_limit,
+        registration_disabled: args.no_registration,
+        patched: args.patched,
+        token_lifetime: args.token_lifetime_secs.map(Duration::from_secs),
+    };
+    let sim = Sim::try_start_with(opts)
+        .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
+
+    println!("gitlab-sim listening on {}", sim.url());
+    println!("  API:                {}/api/v4", sim.url());
+    println!("  admin PAT:          {ADMIN_PAT}");
+    println!(
+        "  user PAT:           {USER_PAT}  (Owner of group {OWNED_GROUP_ID} and project {OWNED_PROJECT_ID})"
+    );
+    if args.no_registration {
+        println!("  registration token: disabled (POST /runners answers 410)");
+    } else {
+        println!("  registration token: {REGISTRATION_TOKEN}");
+    }
+    println!("Press Ctrl-C to stop.");
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(tokio::signal::ctrl_c())?;
+    let served = sim.requests().len();
+    sim.stop();
+    println!("gitlab-sim stopped after {served} requests");
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! The per-request pipeline every request goes through before its handler:
+//! note the arrival time, read and parse the parameters, classify the
+//! credentials, apply the knobs (latency, 502 every Nth, rate limit), run the
+//! handler, add rate-limit headers, and append the outcome to the request log.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+use crate::app::Shared;
+use crate::auth::{self, AuthKind};
+use crate::clock;
+use crate::error::ApiError;
+use crate::log::RequestRecord;
+use crate::params::{self, Params};
+
+/// Largest request body read (GitLab's limits are far above what runners send).
+const MAX_BODY: usize = 1024 * 1024;
+
+/// The TCP peer of the connection, set by the accept loop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PeerAddr(pub SocketAddr);
+
+/// What handlers know about the request beyond its path.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub params: Params,
+    pub pat: Option<String>,
+    /// `Host` header (for pagination links and web URLs).
+    pub host: String,
+    pub path: String,
+    pub peer_ip: Option<String>,
+}
+
+impl Ctx {
+    /// `http://host` as the client addressed us.
+    pub(crate) fn base_url(&self) -> String {
+        format!("http://{}", self.host)
+    }
+}
+
+/// The middleware (see the module docs).
+pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let at = Instant::now();
+    let (mut parts, body) = req.into_parts();
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().unwrap_or("").to_string();
+
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let (log_body, body_params) = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => {
+            let parsed = params::parse_body(content_type.as_deref(), &bytes);
+            (parsed.log, parsed.result)
+        }
+        Err(_) => (
+            Value::Null,
+            Err(ApiError::message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "413 Request Entity Too Large",
+            )),
+        ),
+    };
+    let params =
+        params::parse_query(&query).and_then(|q| body_params.map(|b| Params::merged(q, b)));
+    let known = params.as_ref().cloned().unwrap_or_default();
+    let pat = auth::pat(&parts.headers, &known);
+    let auth_kind = {
+        let world = sh.world();
+        auth::classify(pat.as_deref(), known.raw_str("token"), &world, clock::now())
+    };
+
+    if let Some(latency) = sh.knobs.latency() {
+        tokio::time::sleep(latency).await;
+    }
+
+    let mut retry_after = None;
+    let response = if sh.knobs.count_and_check_failure() {
+        bad_gateway()
+    } else {
+        let authenticated = matches!(
+            auth_kind,
+            AuthKind::AdminPat | AuthKind::UserPat | AuthKind::RunnerToken
+        );
+        let verdict = sh.knobs.rate_check(clock::now(), authenticated);
+        let mut response = match (&verdict, params) {
+            (Some(v), _) if v.limited => too_many_requests(),
+            (_, Err(e)) => e.into_response(),
+            (_, Ok(params)) => {
+                let host = parts
+                    .headers
+                    .get(header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("127.0.0.1")
+                    .to_string();
+                let peer_ip = parts
+                    .extensions
+                    .get::<PeerAddr>()
+                    .map(|p| p.0.ip().to_string());
+                let ctx = Ctx {
+                    params,
+                    pat,
+                    host,
+                    path: path.clone(),
+                    peer_ip,
+                };
+                parts.extensions.insert(Arc::new(ctx));
+                next.run(Request::from_parts(parts, Body::empty())).await
+            }
+        };
+        if let Some(v) = verdict {
+            for (name, value) in v.headers {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            retry_after = v.retry_after;
+        }
+        response
+    };
+
+    sh.log.push(RequestRecord {
+        method,
+        path,
+        query,
+        auth: auth_kind,
+        status: response.status().as_u16(),
+        body: log_body,
+        at,
+        retry_after,
+    });
+    response
+}
+
+/// What a reverse proxy in front of GitLab answers when the app is away.
+fn bad_gateway() -> Response {
+    (
+        StatusCode::BAD_GATEWAY,
+        [(header::CONTENT_TYPE, "text/html")],
+        "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n\
+         <center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n\
+         </body>\r\n</html>\r\n",
+    )
+        .into_response()
+}
+
+/// Rack::Attack's throttled response (headers are added by the caller).
+fn too_many_requests() -> Response {
+    (
+        StatusCode::TOO_MANY_REQUESTS,
+        [(header::CONTENT_TYPE, "text/plain")],
+        "Retry later\n",
+    )
+        .into_response()
+}

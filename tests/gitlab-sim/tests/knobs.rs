@@ -1,0 +1,279 @@
+//! The test knobs: latency, fail_every, rate limit, dropped connections,
+//! registration switch, patched details, token lifetime, and stop.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use gitlab_sim::{ADMIN_PAT, Sim, SimOptions};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+#[test]
+fn latency_delays_every_request() {
+    let sim = Sim::start_with(SimOptions {
+        latency: Some(Duration::from_millis(300)),
+        ..SimOptions::default()
+    });
+    let t = Instant::now();
+    assert_eq!(get(&sim, "/runners/all", ADMIN_PAT).status().as_u16(), 200);
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    sim.set_latency(None);
+    let t = Instant::now();
+    get(&sim, "/runners/all", ADMIN_PAT);
+    assert!(t.elapsed() < Duration::from_millis(300));
+    // `at` is the arrival time, before the latency.
+    let log = sim.requests();
+    assert_eq!(log.len(), 2);
+}
+
+#[test]
+fn fail_every_nth_gets_502_and_is_logged() {
+    let sim = Sim::start();
+    get(&sim, "/runners/all", ADMIN_PAT);
+    sim.set_fail_every(Some(3));
+    let statuses: Vec<u16> = (0..7)
+        .map(|_| get(&sim, "/runners/all", ADMIN_PAT).status().as_u16())
+        .collect();
+    assert_eq!(statuses, [200, 200, 502, 200, 200, 502, 200]);
+    let resp = {
+        sim.set_fail_every(Some(1));
+        get(&sim, "/runners/all", ADMIN_PAT)
+    };
+    assert_eq!(resp.status().as_u16(), 502);
+    assert!(resp.text().unwrap().contains("502 Bad Gateway"));
+    sim.set_fail_every(None);
+    assert_eq!(get(&sim, "/runners/all", ADMIN_PAT).status().as_u16(), 200);
+    let logged: Vec<u16> = sim.requests().iter().map(|r| r.status).collect();
+    assert_eq!(logged, [200, 200, 200, 502, 200, 200, 502, 200, 502, 200]);
+}
+
+#[test]
+fn fail_every_does_not_apply_the_request() {
+    let sim = Sim::start_with(SimOptions {
+        fail_every: Some(1),
+        ..SimOptions::default()
+    });
+    let (status, _) = create(&sim, ADMIN_PAT, json!({"runner_type": "instance_type"}));
+    assert_eq!(status, 502);
+    assert!(sim.runners().is_empty());
+}
+
+#[test]
+fn rate_limit_answers_429_with_headers() {
+    let sim = Sim::start_with(SimOptions {
+        rate_limit_per_sec: Some(3),
+        ..SimOptions::default()
+    });
+    // Stay inside one wall-clock second: start right after a second boundary.
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    loop {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        if now.subsec_millis() < 300 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..5 {
+        let resp = get(&sim, "/runners/all", ADMIN_PAT);
+        statuses.push(resp.status().as_u16());
+        assert_eq!(header(&resp, "ratelimit-limit").as_deref(), Some("180"));
+        assert_eq!(
+            header(&resp, "ratelimit-name").as_deref(),
+            Some("throttle_authenticated_api")
+        );
+        assert!(header(&resp, "ratelimit-observed").is_some());
+        assert!(header(&resp, "ratelimit-remaining").is_some());
+        assert!(header(&resp, "ratelimit-reset").is_some());
+        if resp.status().as_u16() == 429 && limited.is_none() {
+            limited = Some(resp);
+        }
+    }
+    assert_eq!(statuses, [200, 200, 200, 429, 429]);
+    let resp = limited.unwrap();
+    let retry: u64 = header(&resp, "retry-after").unwrap().parse().unwrap();
+    assert!(retry >= 1);
+    let reset_time = header(&resp, "ratelimit-resettime").unwrap();
+    assert!(reset_time.ends_with(" GMT"), "{reset_time}");
+    assert_eq!(header(&resp, "ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(header(&resp, "ratelimit-observed").as_deref(), Some("4"));
+
+    let log = sim.requests();
+    assert_eq!(log[3].status, 429);
+    assert_eq!(log[3].retry_after, Some(retry));
+    assert_eq!(log[0].retry_after, None);
+
+    // After waiting as told, requests pass again.
+    std::thread::sleep(Duration::from_secs(retry));
+    assert_eq!(get(&sim, "/runners/all", ADMIN_PAT).status().as_u16(), 200);
+    sim.set_rate_limit(None);
+    let resp = get(&sim, "/runners/all", ADMIN_PAT);
+    assert!(header(&resp, "ratelimit-limit").is_none());
+}
+
+#[test]
+fn unauthenticated_requests_are_named_so() {
+    let sim = Sim::start();
+    sim.set_rate_limit(Some(100));
+    let resp = client()
+        .post(api(&sim, "/runners/verify"))
+        .json(&json!({"token": "glrt-bad"}))
+        .send()
+        .unwrap();
+    assert_eq!(
+        header(&resp, "ratelimit-name").as_deref(),
+        Some("throttle_unauthenticated_api")
+    );
+}
+
+#[test]
+fn dropped_connections_get_no_response_and_no_log() {
+    let sim = Sim::start();
+    let c = client();
+    // Open a keep-alive connection first: it must be dropped too.
+    assert!(
+        c.get(api(&sim, "/runners/all"))
+            .pat(ADMIN_PAT)
+            .send()
+            .is_ok()
+    );
+    sim.set_drop_connections(true);
+    let err = c
+        .get(api(&sim, "/runners/all"))
+        .pat(ADMIN_PAT)
+        .send()
+        .expect_err("no response expected");
+    assert!(!err.is_status(), "{err}");
+    let err = client()
+        .get(api(&sim, "/runners/all"))
+        .send()
+        .expect_err("fresh connection");
+    assert!(!err.is_status(), "{err}");
+    assert_eq!(sim.requests().len(), 1);
+    sim.set_drop_connections(false);
+    assert_eq!(get(&sim, "/runners/all", ADMIN_PAT).status().as_u16(), 200);
+}
+
+#[test]
+fn patched_details_expose_the_token() {
+    let sim = Sim::start();
+    let (id, token) = admin_runner(&sim, &["a"]);
+    let body: Value = get(&sim, &format!("/runners/{id}"), ADMIN_PAT)
+        .json()
+        .unwrap();
+    assert!(body.get("token").is_none());
+    sim.set_patched(true);
+    let body: Value = get(&sim, &format!("/runners/{id}"), ADMIN_PAT)
+        .json()
+        .unwrap();
+    assert_eq!(body["token"], token);
+
+    let sim = Sim::start_with(SimOptions {
+        patched: true,
+        ..SimOptions::default()
+    });
+    let (id, token) = admin_runner(&sim, &["a"]);
+    let body: Value = get(&sim, &format!("/runners/{id}"), ADMIN_PAT)
+        .json()
+        .unwrap();
+    assert_eq!(body["token"], token);
+}
+
+#[test]
+fn token_lifetime_expires_and_reset_renews() {
+    let sim = Sim::start_with(SimOptions {
+        token_lifetime: Some(Duration::from_secs(2)),
+        ..SimOptions::default()
+    });
+    let (status, body) = create(&sim, ADMIN_PAT, json!({"runner_type": "instance_type"}));
+    assert_eq!(status, 201);
+    let first_expiry = body["token_expires_at"].as_str().unwrap().to_string();
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap()
+    };
+    let lifetime = parse(&first_expiry) - time::OffsetDateTime::now_utc();
+    assert!(lifetime > time::Duration::seconds(1) && lifetime <= time::Duration::seconds(2));
+    let id = body["id"].as_u64().unwrap();
+    let token = body["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        sim.runner(id).unwrap().token_expires_at.as_deref(),
+        Some(first_expiry.as_str())
+    );
+
+    // Verify does not renew; reset does.
+    let (status, v) = token_call(
+        &sim,
+        Method::POST,
+        "/runners/verify",
+        json!({"token": token}),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(v["token_expires_at"], first_expiry.as_str());
+    std::thread::sleep(Duration::from_millis(1100));
+    let (status, reset) = token_call(
+        &sim,
+        Method::POST,
+        "/runners/reset_authentication_token",
+        json!({"token": token}),
+    );
+    assert_eq!(status, 201);
+    let renewed = reset["token_expires_at"].as_str().unwrap().to_string();
+    assert!(parse(&renewed) > parse(&first_expiry));
+    let new_token = reset["token"].as_str().unwrap().to_string();
+
+    // Expired tokens are refused like unknown ones.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (status, _) = token_call(
+        &sim,
+        Method::POST,
+        "/runners/verify",
+        json!({"token": new_token}),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(
+        sim.requests().last().unwrap().auth,
+        gitlab_sim::AuthKind::InvalidToken
+    );
+
+    // The knob changes tokens made from now on.
+    sim.set_token_lifetime(None);
+    let (_, body) = create(&sim, ADMIN_PAT, json!({"runner_type": "instance_type"}));
+    assert_eq!(body["token_expires_at"], Value::Null);
+}
+
+#[test]
+fn stop_closes_the_port() {
+    let sim = Sim::start();
+    let url = api(&sim, "/runners/all");
+    let port = sim.port();
+    assert_eq!(get(&sim, "/runners/all", ADMIN_PAT).status().as_u16(), 200);
+    sim.stop();
+    let err = client().get(&url).send().expect_err("server is stopped");
+    assert!(err.is_connect(), "{err}");
+    let refused = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn fixed_port_and_url() {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = probe.local_addr().unwrap().port();
+    drop(probe);
+    let sim = Sim::start_with(SimOptions {
+        port,
+        ..SimOptions::default()
+    });
+    assert_eq!(sim.port(), port);
+    assert_eq!(sim.url(), format!("http://127.0.0.1:{port}"));
+    assert!(
+        Sim::try_start_with(SimOptions {
+            port,
+            ..SimOptions::default()
+        })
+        .is_err()
+    );
+}

@@ -1,0 +1,203 @@
+//! `--dry-run` (SPEC §4): reads and verifies only, prints the plan and a
+//! masked diff, exits 0 (nothing to change) or 2 (changes).
+
+use gitlab_sim::{ADMIN_PAT, Sim};
+
+use crate::support::*;
+
+fn no_writes(sim: &Sim) {
+    let writes: Vec<String> = sim
+        .requests()
+        .iter()
+        .filter(|r| r.method != "GET" && r.path != "/api/v4/runners/verify")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(writes, Vec::<String>::new(), "dry-run changed GitLab");
+}
+
+#[test]
+fn fresh_prefix_plans_every_executor_and_writes_nothing() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    let files_before = host.files();
+
+    let run = host.run(&["--dry-run"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    for name in [
+        "ci-node01 main shell Runner",
+        "ci-node01 main docker Runner",
+        "ci-node01 main custom Runner",
+    ] {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{run:?}"));
+        assert!(line.trim_start().starts_with("create"), "{line}");
+    }
+    assert!(run.stdout.contains("--- current\n+++ planned\n"), "{run:?}");
+    assert!(
+        run.stdout
+            .contains("+token = \"(issued by GitLab on apply)\""),
+        "{run:?}"
+    );
+    no_writes(&sim);
+    assert!(sim.runners().is_empty());
+    assert_eq!(
+        host.files(),
+        files_before,
+        "dry-run created files (lock, system id or config)"
+    );
+    assert_no_secret(&run, &secrets(&sim));
+}
+
+#[test]
+fn removed_executor_shows_the_delete_and_a_masked_diff() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    let config = host.config();
+    let mtime = host.config_mtime();
+    let docker = sim
+        .runners()
+        .into_iter()
+        .find(|r| r.description.contains("docker"))
+        .unwrap();
+    host.remove_executor("20-docker.toml");
+    sim.clear_requests();
+
+    let run = host.run(&["--dry-run"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let delete = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("delete"))
+        .expect("a delete line");
+    assert!(
+        delete.contains("ci-node01 main docker Runner")
+            && delete.contains(&format!("#{}", docker.id)),
+        "{delete}"
+    );
+    assert!(delete.contains("no executor file"), "{delete}");
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("keep"))
+            .count(),
+        2
+    );
+    for removed in [
+        "-name = \"ci-node01 main docker Runner\"",
+        "-executor = \"docker\"",
+        "-[runners.docker]",
+        "-image = \"alpine:3\"",
+    ] {
+        assert!(
+            run.stdout.contains(removed),
+            "{removed} not in diff:\n{run:?}"
+        );
+    }
+    let short = format!("-token = \"{}…\"", &docker.token[..9]);
+    assert!(
+        run.stdout.contains(&short),
+        "masked token {short} not in diff:\n{run:?}"
+    );
+    assert_no_secret(&run, &secrets(&sim));
+    no_writes(&sim);
+    assert!(sim.runner(docker.id).is_some(), "dry-run deleted a runner");
+    assert_eq!(host.config(), config);
+    assert_eq!(host.config_mtime(), mtime);
+}
+
+#[test]
+fn nothing_to_change_exits_zero_with_an_empty_diff() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    sim.clear_requests();
+    let run = host.run(&["--dry-run"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.contains("config: no change"), "{run:?}");
+    assert!(!run.stdout.contains("+++"), "{run:?}");
+    assert_eq!(
+        run.stdout
+            .lines()
+            .filter(|l| l.trim_start().starts_with("keep"))
+            .count(),
+        3
+    );
+    no_writes(&sim);
+    assert_no_secret(&run, &secrets(&sim));
+}
+
+#[test]
+fn json_output_for_automation() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    let run = host.run(&["--dry-run", "--output", "json"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let report: serde_json::Value =
+        serde_json::from_str(&run.stdout).expect("stdout is one JSON document");
+    assert_eq!(report["changes"], true);
+    let actions = report["gitlabs"][0]["actions"].as_array().unwrap();
+    assert_eq!(actions.len(), 3);
+    assert!(actions.iter().all(|a| a["action"] == "create"));
+    assert!(
+        report["diff"]
+            .as_str()
+            .unwrap()
+            .starts_with("--- current\n+++ planned\n")
+    );
+}
+
+#[test]
+fn dry_run_reports_pending_updates_and_duplicates() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.write_executor(
+        "shell.toml",
+        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
+    );
+    assert_eq!(host.run(&[]).code, 0);
+    let kept = sim.runners()[0].clone();
+    let duplicate = sim.seed_runner(gitlab_sim::SeedRunner {
+        description: kept.description.clone(),
+        tag_list: IDENTIFYING.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    });
+    host.write_executor(
+        "shell.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nlocked = true\n",
+            sim.url()
+        ),
+    );
+    sim.clear_requests();
+    let run = host.run(&["--dry-run"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(
+        run.stdout.contains(&format!("duplicate of #{}", kept.id)),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.contains(&format!("#{}", duplicate.id)),
+        "{run:?}"
+    );
+    let update = run
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("update"))
+        .expect("an update line");
+    assert!(update.contains("locked"), "{update}");
+    assert!(run.stdout.contains("config: no change"), "{run:?}");
+    no_writes(&sim);
+}

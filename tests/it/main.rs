@@ -1,0 +1,8 @@
+//! Integration tests: the real `register-runner` binary against the GitLab
+//! simulator, asserting on the simulator's request log and state and on the
+//! files written. One test binary (cheap to link), one module per area.
+
+mod dry_run;
+mod reliability;
+mod support;
+mod sync;

@@ -1,0 +1,265 @@
+//! Test support: a runner host laid out in a temp dir, the real binary run
+//! against it with a scrubbed environment, and helpers over the simulator's
+//! request log.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::SystemTime;
+
+use gitlab_sim::{RequestRecord, RunnerState, Sim};
+
+pub const HOSTNAME: &str = "ci-node01";
+pub const INSTANCE: &str = "main";
+/// hostname, hostname without digits, managed, instance
+pub const IDENTIFYING: [&str; 4] = ["ci-node01", "ci-node", "managed", "main"];
+
+/// A prefix like `/etc/gitlab-runner` in a temp dir.
+pub struct Host {
+    pub dir: tempfile::TempDir,
+    pub prefix: PathBuf,
+    pub instance: String,
+    pub hostname: String,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn all_output(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+impl Host {
+    pub fn new() -> Host {
+        Host::with_hostname(HOSTNAME)
+    }
+
+    pub fn with_hostname(hostname: &str) -> Host {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("gitlab-runner");
+        fs::create_dir(&prefix).unwrap();
+        fs::set_permissions(&prefix, fs::Permissions::from_mode(0o700)).unwrap();
+        let host = Host {
+            dir,
+            prefix,
+            instance: INSTANCE.into(),
+            hostname: hostname.into(),
+        };
+        fs::create_dir(host.executor_dir()).unwrap();
+        fs::set_permissions(host.executor_dir(), fs::Permissions::from_mode(0o700)).unwrap();
+        host
+    }
+
+    /// A second host sharing nothing but the GitLab.
+    pub fn executor_dir(&self) -> PathBuf {
+        self.prefix.join(&self.instance)
+    }
+
+    pub fn template_path(&self) -> PathBuf {
+        self.prefix
+            .join(format!("config.template.{}.toml", self.instance))
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.prefix.join(format!("config.{}.toml", self.instance))
+    }
+
+    pub fn system_id_path(&self) -> PathBuf {
+        self.prefix.join(".runner_system_id")
+    }
+
+    pub fn write_template(&self, text: &str) {
+        fs::write(self.template_path(), text).unwrap();
+    }
+
+    /// The usual template: global settings with a comment, one GitLab with a PAT.
+    pub fn template_with_pat(&self, url: &str, pat: &str) {
+        self.write_template(&format!(
+            "# Global settings for gitlab-runner\nconcurrent = 4\ncheck_interval = 3\n\n\
+             [session_server]\n  listen_address = \"[::]:8093\"\n\n\
+             [[client_configs]]\nurl = \"{url}\"\npersonal_access_token = \"{pat}\"\n"
+        ));
+    }
+
+    pub fn template_with_registration_token(&self, url: &str, token: &str) {
+        self.write_template(&format!(
+            "concurrent = 2\n\n[[client_configs]]\nurl = \"{url}\"\nregistration_token = \"{token}\"\n"
+        ));
+    }
+
+    pub fn write_executor(&self, file: &str, text: &str) {
+        fs::write(self.executor_dir().join(file), text).unwrap();
+    }
+
+    pub fn remove_executor(&self, file: &str) {
+        fs::remove_file(self.executor_dir().join(file)).unwrap();
+    }
+
+    /// shell, docker (with `[docker]`) and custom executors on `url`.
+    pub fn three_executors(&self, url: &str) {
+        self.write_executor("10-shell.toml", &format!("url = \"{url}\"\nexecutor = \"shell\"\nenv_tags = [\"SITE_TAG\"]\ntags = [\"fast\"]\n"));
+        self.write_executor(
+            "20-docker.toml",
+            &format!("url = \"{url}/\"\nexecutor = \"docker\"\nlimit = 2\n\n[docker]\nimage = \"alpine:3\"\nprivileged = false\n"),
+        );
+        self.write_executor(
+            "30-custom.toml",
+            &format!("url = \"{url}\"\nexecutor = \"custom\"\nbuilds_dir = \"/scratch/builds\"\n\n[custom]\nrun_exec = \"/usr/bin/jacamar\"\n"),
+        );
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_register-runner"));
+        cmd.arg("--prefix")
+            .arg(&self.prefix)
+            .arg("--service-instance")
+            .arg(&self.instance)
+            .arg("--hostname")
+            .arg(&self.hostname)
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("CREDENTIALS_DIRECTORY")
+            .env("SITE_TAG", "site-a")
+            .env("REGISTER_RUNNER_NO_RETRY_DELAY", "1")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut all = vec!["--timeout", "20"];
+        all.extend_from_slice(args);
+        run_command(self.command(&all))
+    }
+
+    pub fn config(&self) -> String {
+        fs::read_to_string(self.config_path()).unwrap()
+    }
+
+    pub fn config_doc(&self) -> toml_edit::DocumentMut {
+        self.config().parse().unwrap()
+    }
+
+    pub fn config_runners(&self) -> Vec<toml_edit::Table> {
+        match self.config_doc().get("runners") {
+            Some(toml_edit::Item::ArrayOfTables(a)) => a.iter().cloned().collect(),
+            _ => vec![],
+        }
+    }
+
+    pub fn config_mtime(&self) -> SystemTime {
+        fs::metadata(self.config_path())
+            .unwrap()
+            .modified()
+            .unwrap()
+    }
+
+    pub fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    pub fn system_id(&self) -> String {
+        fs::read_to_string(self.system_id_path()).unwrap()
+    }
+
+    /// Files under the prefix (names), sorted.
+    pub fn files(&self) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(&self.prefix)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+pub fn run_command(mut cmd: Command) -> Run {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("run register-runner");
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// Requests that change GitLab state (not reads, not verify).
+pub fn mutating(requests: &[RequestRecord]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.method != "GET" && r.path != "/api/v4/runners/verify")
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+pub fn count(requests: &[RequestRecord], method: &str, path: &str) -> usize {
+    requests
+        .iter()
+        .filter(|r| r.method == method && r.path == path)
+        .count()
+}
+
+pub fn has_identifying_tags(runner: &RunnerState) -> bool {
+    IDENTIFYING
+        .iter()
+        .all(|t| runner.tag_list.iter().any(|x| x == t))
+}
+
+/// Every secret the sim knows, plus the runners' current tokens.
+pub fn secrets(sim: &Sim) -> Vec<String> {
+    let mut all = vec![
+        gitlab_sim::ADMIN_PAT.to_string(),
+        gitlab_sim::USER_PAT.to_string(),
+        gitlab_sim::REGISTRATION_TOKEN.to_string(),
+    ];
+    all.extend(sim.runners().into_iter().map(|r| r.token));
+    all
+}
+
+/// Fails if any known secret appears in the run's stdout or stderr.
+pub fn assert_no_secret(run: &Run, secrets: &[String]) {
+    let text = run.all_output();
+    for secret in secrets {
+        assert!(
+            !text.contains(secret.as_str()),
+            "secret {}… leaked in output:\n{run:?}",
+            &secret[..6]
+        );
+    }
+}
+
+pub fn table_str(table: &toml_edit::Table, key: &str) -> String {
+    table
+        .get(key)
+        .and_then(|i| i.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn table_int(table: &toml_edit::Table, key: &str) -> i64 {
+    table
+        .get(key)
+        .and_then(|i| i.as_integer())
+        .unwrap_or_default()
+}
