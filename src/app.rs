@@ -268,11 +268,17 @@ fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Resul
         .write_all(text.as_bytes())
         .context("cannot write to stdout")?;
     stdout.flush().context("cannot write to stdout")?;
-    let problems: Vec<String> = plan
+    let mut problems: Vec<String> = plan
         .gitlabs
         .iter()
         .flat_map(|g| g.problems.iter().map(move |p| format!("{}: {p}", g.url)))
         .collect();
+    // A plan made without GitLab's answers is no plan to roll out on.
+    problems.extend(
+        plan.gitlabs
+            .iter()
+            .filter_map(|g| g.offline.as_ref().map(|reason| format!("{}: unreachable: {reason}", g.url))),
+    );
     if !problems.is_empty() {
         bail!(
             "the plan has {} problem(s): {}",

@@ -195,6 +195,9 @@ pub fn load(env: &LoadEnv) -> Result<Inputs> {
             );
         }
     }
+    // The last output is input too: a broken one must stop the run here,
+    // before the lock file or `.runner_system_id` is written.
+    crate::store::check(&output_path(&env.prefix, &env.instance))?;
     Ok(Inputs {
         executor_dir_empty: executors.is_empty(),
         template,
@@ -255,7 +258,11 @@ impl TomlSource {
         let Some(span) = span else {
             return String::new();
         };
-        let before = &self.text[..span.start.min(self.text.len())];
+        let mut start = span.start.min(self.text.len());
+        while !self.text.is_char_boundary(start) {
+            start -= 1;
+        }
+        let before = &self.text[..start];
         let line = before.matches('\n').count() + 1;
         let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
         format!(" line {line}, column {column}")
@@ -523,10 +530,11 @@ fn load_client_config(source: &TomlSource, table: &Table, env: &LoadEnv) -> Resu
                     path.display()
                 );
             }
-            reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|e| {
+            check_ca_bundle(pem.as_bytes()).map_err(|e| {
                 anyhow!(
-                    "`{}`: key `tls_ca_file`: `{}` is not a valid PEM bundle: {e}",
+                    "`{}`{}: key `tls_ca_file`: `{}` is not a valid PEM certificate bundle: {e}",
                     source.path.display(),
+                    source.position(table["tls_ca_file"].span()),
                     path.display()
                 )
             })?;
@@ -543,14 +551,73 @@ fn load_client_config(source: &TomlSource, table: &Table, env: &LoadEnv) -> Resu
 }
 
 fn check_url(url: &str) -> std::result::Result<(), String> {
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let shown = shown_url(url);
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "http" | "https") {
-        return Err(format!("`{url}` must start with https:// or http://"));
+        return Err(format!("`{shown}` must start with https:// or http://"));
     }
-    if parsed.query().is_some() || parsed.fragment().is_some() || !parsed.username().is_empty() {
+    if parsed.query().is_some()
+        || parsed.fragment().is_some()
+        || !parsed.username().is_empty()
+        || parsed.password().is_some()
+    {
         return Err(format!(
-            "`{url}` must be a plain base URL (no user, query or fragment)"
+            "`{shown}` must be a plain base URL (no user, password, query or fragment)"
         ));
+    }
+    Ok(())
+}
+
+/// A URL as it may appear in a message: a value that is not a URL at all
+/// may be a secret put under the wrong key, so only its short form is
+/// shown; user, password, query and fragment (which may carry tokens) are
+/// masked.
+fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.has_host() => {
+            let masked = !parsed.username().is_empty()
+                || parsed.password().is_some()
+                || parsed.query().is_some()
+                || parsed.fragment().is_some();
+            if !masked {
+                return url.to_string();
+            }
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let text = parsed.to_string();
+            match text.split_once("://") {
+                Some((scheme, rest)) => format!("{scheme}://…@{rest}…"),
+                None => crate::secret::short_form(url),
+            }
+        }
+        _ => crate::secret::short_form(url),
+    }
+}
+
+/// Decodes a PEM bundle and hands each certificate to a TLS client
+/// builder (no network), as the GitLab client will later: a certificate
+/// that decodes but is not one fails here, naming the file, instead of
+/// after the lock with a bare "builder error".
+fn check_ca_bundle(pem: &[u8]) -> std::result::Result<(), String> {
+    let chain = |e: &dyn std::error::Error| {
+        let mut text = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            text.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        text
+    };
+    let certs = reqwest::Certificate::from_pem_bundle(pem).map_err(|e| chain(&e))?;
+    for (i, cert) in certs.into_iter().enumerate() {
+        reqwest::Client::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(cert)
+            .build()
+            .map_err(|e| format!("certificate #{}: {}", i + 1, chain(&e)))?;
     }
     Ok(())
 }
@@ -588,7 +655,18 @@ fn secret(source: &TomlSource, table: &Table, key: &str, env: &LoadEnv) -> Resul
 /// Secret files may be links (systemd credentials, config management), but
 /// otherwise follow the input rules.
 fn read_secret_file(path: &Path) -> Result<String> {
-    let bytes = fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    use std::io::Read;
+    let context = || format!("cannot read `{}`", path.display());
+    // Followed links must end at a regular file: a device, FIFO or
+    // directory would block, never end or not be a token at all.
+    let meta = fs::metadata(path).with_context(context)?;
+    if !meta.is_file() {
+        bail!("`{}` is not a regular file", path.display());
+    }
+    let mut bytes = Vec::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(fsutil::MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(context)?;
     if bytes.len() as u64 > fsutil::MAX_INPUT_BYTES {
         bail!("`{}` is too large for a token", path.display());
     }
@@ -629,7 +707,8 @@ fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Exec
             "url",
             &table["url"],
             format!(
-                "`{url}` matches no client_configs url in `{}` (known: {})",
+                "`{}` matches no client_configs url in `{}` (known: {})",
+                shown_url(&url),
                 template.path.display(),
                 known.join(", ")
             ),

@@ -146,6 +146,24 @@ pub fn remove_stale_temp_files(dir: &Path) {
     }
 }
 
+/// Fails, naming the directory, unless a file can be created in `dir`
+/// (a probe file, removed at once: permissions, read-only mounts, ACLs and
+/// root's override are all taken into account by trying).
+pub fn check_writable_dir(dir: &Path) -> Result<()> {
+    tempfile::Builder::new()
+        .prefix(".register-runner.")
+        .suffix(".probe")
+        .permissions(fs::Permissions::from_mode(0o600))
+        .tempfile_in(dir)
+        .map(drop)
+        .with_context(|| {
+            format!(
+                "cannot write in `{}`: the runner config and `.runner_system_id` are written there",
+                dir.display()
+            )
+        })
+}
+
 /// An exclusive lock on `<prefix>/.register-runner.<instance>.lock`, held
 /// until dropped. A second run blocks here until the first one ends.
 pub struct PrefixLock {
@@ -153,7 +171,15 @@ pub struct PrefixLock {
 }
 
 impl PrefixLock {
+    /// Also checks, first, that the lock's directory (the prefix) can be
+    /// written: the run writes its output there, and finding out after
+    /// GitLab made a runner would leave a runner whose token nobody holds.
     pub fn acquire(path: &Path) -> Result<PrefixLock> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        check_writable_dir(dir)?;
         let file = OpenOptions::new()
             .create(true)
             .truncate(false)

@@ -63,9 +63,27 @@ pub struct TokenStore {
     pub runners: Vec<HeldRunner>,
 }
 
+/// What to do about a last output that cannot be read back.
+const RECOVER: &str = "it holds the runner tokens, so it is never overwritten: repair it by hand, \
+                       or move it away to have its runners replaced";
+
+/// Checks that the last output (if any) can be read back, without taking
+/// anything from it: part of validating the input before the run writes
+/// the lock file or `.runner_system_id` and before any request.
+pub fn check(path: &Path) -> Result<()> {
+    if let Some(text) = read(path)? {
+        parse_document(path, &text)?;
+    }
+    Ok(())
+}
+
+fn read(path: &Path) -> Result<Option<String>> {
+    fsutil::read_input_opt(path).map_err(|e| anyhow!("last output: {e:#}; {RECOVER}"))
+}
+
 impl TokenStore {
     pub fn load(path: &Path, now: OffsetDateTime) -> Result<TokenStore> {
-        let text = fsutil::read_input_opt(path)?;
+        let text = read(path)?;
         let runners = match &text {
             None => Vec::new(),
             Some(text) => parse(path, text, now)?,
@@ -82,16 +100,24 @@ impl TokenStore {
     }
 }
 
-fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Vec<HeldRunner>> {
-    let recover = "it holds the runner tokens, so it is never overwritten: repair it by hand, \
-                   or move it away to have its runners replaced";
+/// The `[[runners]]` tables of the last output; any syntax or shape
+/// problem is an error that says how to recover.
+fn parse_document(path: &Path, text: &str) -> Result<Vec<Table>> {
+    let recover = RECOVER;
     let doc = toml_edit::Document::parse(text).map_err(|e| {
+        // Bytes, not a str slice: a span need not start on a char boundary.
         let line = e
             .span()
-            .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
-            .unwrap_or(0);
+            .map(|s| {
+                let line = text.as_bytes()[..s.start.min(text.len())]
+                    .iter()
+                    .filter(|b| **b == b'\n')
+                    .count();
+                format!(" line {}", line + 1)
+            })
+            .unwrap_or_default();
         anyhow!(
-            "last output `{}` line {line}: invalid TOML: {}; {recover}",
+            "last output `{}`{line}: invalid TOML: {}; {recover}",
             path.display(),
             e.message().trim_end()
         )
@@ -100,16 +126,18 @@ fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Vec<HeldRunner>
     // formatting against the source text, so a table carried over renders
     // exactly as it was read.
     let doc = doc.into_mut();
-    let tables: Vec<Table> = match doc.get("runners") {
-        None => return Ok(Vec::new()),
-        Some(Item::ArrayOfTables(array)) => array.iter().cloned().collect(),
-        Some(_) => {
-            return Err(anyhow!(
-                "last output `{}`: `runners` is not an array of tables; {recover}",
-                path.display()
-            ));
-        }
-    };
+    match doc.get("runners") {
+        None => Ok(Vec::new()),
+        Some(Item::ArrayOfTables(array)) => Ok(array.iter().cloned().collect()),
+        Some(_) => Err(anyhow!(
+            "last output `{}`: `runners` is not an array of tables; {recover}",
+            path.display()
+        )),
+    }
+}
+
+fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Vec<HeldRunner>> {
+    let tables = parse_document(path, text)?;
     let mut held = Vec::new();
     for table in tables {
         let text_of = |key: &str| table.get(key).and_then(|i| i.as_str()).map(str::to_string);

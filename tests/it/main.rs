@@ -2,6 +2,8 @@
 //! simulator, asserting on the simulator's request log and state and on the
 //! files written. One test binary (cheap to link), one module per area.
 
+mod bad_input;
+mod cli;
 mod dry_run;
 mod reliability;
 mod support;

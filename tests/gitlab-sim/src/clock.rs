@@ -36,14 +36,18 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
 
 /// An HTTP date (RFC 1123, always GMT), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.
 pub(crate) fn http_date(t: OffsetDateTime) -> String {
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let t = t.to_offset(time::UtcOffset::UTC);
-    let weekday = t.weekday().to_string();
-    let month = t.month().to_string();
+    let day = DAYS[usize::from(t.weekday().number_days_from_monday())];
+    let month = MONTHS[usize::from(u8::from(t.month()) - 1)];
     format!(
         "{}, {:02} {} {:04} {:02}:{:02}:{:02} GMT",
-        &weekday[..3],
+        day,
         t.day(),
-        &month[..3],
+        month,
         t.year(),
         t.hour(),
         t.minute(),

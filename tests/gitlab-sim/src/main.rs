@@ -2,6 +2,7 @@
 //! tests, python-gitlab), prints its URL and the credentials it accepts, and
 //! serves until Ctrl-C.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
@@ -36,8 +37,17 @@ struct Args {
     token_lifetime_secs: Option<u64>,
 }
 
-fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gitlab-sim: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
     let opts = SimOptions {
         port: args.port,
         latency: args.latency_ms.map(Duration::from_millis),

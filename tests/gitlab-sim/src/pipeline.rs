@@ -24,9 +24,12 @@ use crate::params::{self, Params};
 /// Largest request body read (GitLab's limits are far above what runners send).
 const MAX_BODY: usize = 1024 * 1024;
 
-/// The TCP peer of the connection, set by the accept loop.
+/// The connection's two ends, set by the accept loop.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct PeerAddr(pub SocketAddr);
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
 
 /// What handlers know about the request beyond its path.
 #[derive(Debug)]
@@ -98,16 +101,15 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
             (Some(v), _) if v.limited => too_many_requests(),
             (_, Err(e)) => e.into_response(),
             (_, Ok(params)) => {
+                let conn = parts.extensions.get::<ConnInfo>().copied();
                 let host = parts
                     .headers
                     .get(header::HOST)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or("127.0.0.1")
-                    .to_string();
-                let peer_ip = parts
-                    .extensions
-                    .get::<PeerAddr>()
-                    .map(|p| p.0.ip().to_string());
+                    .map(str::to_string)
+                    .or_else(|| conn.map(|c| c.local.to_string()))
+                    .unwrap_or_else(|| "127.0.0.1".to_string());
+                let peer_ip = conn.map(|c| c.peer.ip().to_string());
                 let ctx = Ctx {
                     params,
                     pat,

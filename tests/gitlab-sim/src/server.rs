@@ -17,7 +17,7 @@ use tokio::sync::oneshot;
 use tower::ServiceExt;
 
 use crate::app::{self, Shared};
-use crate::pipeline::PeerAddr;
+use crate::pipeline::ConnInfo;
 
 /// A running server; dropping it stops the server and joins its thread.
 #[derive(Debug)]
@@ -95,6 +95,13 @@ async fn accept_loop(
         }
     };
     let router = app::router(shared.clone());
+    let local = match listener.local_addr() {
+        Ok(addr) => addr,
+        Err(e) => {
+            eprintln!("gitlab-sim: cannot listen: {e}");
+            return;
+        }
+    };
     loop {
         let (stream, peer) = tokio::select! {
             _ = &mut shutdown => break,
@@ -121,7 +128,7 @@ async fn accept_loop(
                 if shared.knobs.drop_connections() {
                     return Err(DroppedConnection);
                 }
-                req.extensions_mut().insert(PeerAddr(peer));
+                req.extensions_mut().insert(ConnInfo { peer, local });
                 match router.oneshot(req).await {
                     Ok(response) => Ok(response),
                     Err(never) => match never {},

@@ -1,0 +1,1263 @@
+//! Bad input (SPEC §2, §5): every malformed input gets one clear message
+//! naming the file (and the key or line, or the option), exit 1, no panic,
+//! nothing sent to GitLab, nothing written under the prefix, no secret in
+//! any output.
+//!
+//! One table, one row per malformed input. Each row starts from a valid
+//! host (usually after a first good run, so that `config.main.toml` and
+//! `.runner_system_id` exist and can be checked for not being overwritten),
+//! breaks one thing and runs the real binary. Every row is checked and all
+//! failures are reported together at the end.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use gitlab_sim::{ADMIN_PAT, Sim};
+
+use crate::support::*;
+
+/// Breaks a valid host; returns extra command-line arguments.
+type Setup = fn(&mut Host, &Sim) -> Vec<String>;
+
+struct Row {
+    name: &'static str,
+    /// Make a first good run before breaking the host.
+    first_run: bool,
+    setup: Setup,
+    /// Substrings the error output must contain: the file, the key or line.
+    expect: &'static [&'static str],
+    /// Fails only for users without write access: root writes anyway.
+    not_for_root: bool,
+}
+
+const fn row(name: &'static str, setup: Setup, expect: &'static [&'static str]) -> Row {
+    Row {
+        name,
+        first_run: true,
+        setup,
+        expect,
+        not_for_root: false,
+    }
+}
+
+const fn fresh(name: &'static str, setup: Setup, expect: &'static [&'static str]) -> Row {
+    Row {
+        first_run: false,
+        ..row(name, setup, expect)
+    }
+}
+
+fn no_args() -> Vec<String> {
+    Vec::new()
+}
+
+/// A template with global settings and one client config whose body is
+/// `client` (written after `[[client_configs]]` and its `url`).
+fn template(host: &Host, sim: &Sim, client: &str) {
+    host.write_template(&format!(
+        "concurrent = 4\n\n[[client_configs]]\nurl = \"{}\"\n{client}",
+        sim.url()
+    ));
+}
+
+fn shell(host: &Host, sim: &Sim, extra: &str) {
+    host.write_executor(
+        "10-shell.toml",
+        &format!("url = \"{}\"\nexecutor = \"shell\"\n{extra}", sim.url()),
+    );
+}
+
+fn scratch(host: &Host, name: &str) -> PathBuf {
+    host.dir.path().join(name)
+}
+
+fn write_script(host: &Host, name: &str, body: &str) -> String {
+    let path = scratch(host, name);
+    fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+fn write_schema(host: &Host, text: &str) -> Vec<String> {
+    let path = scratch(host, "schema.json");
+    fs::write(&path, text).unwrap();
+    vec!["--tag-schema".into(), path.display().to_string()]
+}
+
+fn chmod(path: &Path, mode: u32) {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Moves the host to another instance, laid out validly, so that the
+/// instance name is the only thing wrong.
+fn switch_instance(host: &mut Host, sim: &Sim, instance: &str) {
+    host.instance = instance.into();
+    fs::create_dir(host.executor_dir()).unwrap();
+    chmod(&host.executor_dir(), 0o700);
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+}
+
+fn rows() -> Vec<Row> {
+    vec![
+        // ---- the template
+        row(
+            "template: TOML syntax error",
+            |h, s| {
+                h.write_template(&format!(
+                    "concurrent = 4\ncheck_interval = \n\n[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n",
+                    s.url()
+                ));
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 2, column",
+                "invalid TOML",
+            ],
+        ),
+        row(
+            "template: syntax error on the line holding the PAT (unterminated string)",
+            |h, s| {
+                template(h, s, &format!("personal_access_token = \"{ADMIN_PAT}\n"));
+                no_args()
+            },
+            &["config.template.main.toml", "line 5", "invalid TOML"],
+        ),
+        row(
+            "template: syntax error on the line holding the PAT (unquoted)",
+            |h, s| {
+                template(h, s, &format!("personal_access_token = {ADMIN_PAT}\n"));
+                no_args()
+            },
+            &["config.template.main.toml", "line 5", "invalid TOML"],
+        ),
+        row(
+            "template: missing",
+            |h, _| {
+                fs::remove_file(h.template_path()).unwrap();
+                no_args()
+            },
+            &["config.template.main.toml", "does not exist"],
+        ),
+        row(
+            "template: [[runners]] table",
+            |h, s| {
+                h.template_with_pat(&s.url(), ADMIN_PAT);
+                let text = fs::read_to_string(h.template_path()).unwrap();
+                h.write_template(&format!("{text}\n[[runners]]\nname = \"x\"\n"));
+                no_args()
+            },
+            &["config.template.main.toml", "`runners`", "[[runners]]"],
+        ),
+        row(
+            "template: client_configs missing",
+            |h, _| {
+                h.write_template("concurrent = 4\n");
+                no_args()
+            },
+            &["config.template.main.toml", "client_configs"],
+        ),
+        row(
+            "template: client_configs is a string",
+            |h, s| {
+                h.write_template(&format!(
+                    "concurrent = 4\nclient_configs = \"{}\"\n",
+                    s.url()
+                ));
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 2",
+                "`client_configs`",
+                "array of tables",
+            ],
+        ),
+        row(
+            "template: client_configs is an array of strings",
+            |h, s| {
+                h.write_template(&format!(
+                    "concurrent = 4\nclient_configs = [\"{}\"]\n",
+                    s.url()
+                ));
+                no_args()
+            },
+            &["config.template.main.toml", "`client_configs`", "tables"],
+        ),
+        row(
+            "template: client_configs is a single table",
+            |h, s| {
+                h.write_template(&format!(
+                    "concurrent = 4\n[client_configs]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n",
+                    s.url()
+                ));
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "`client_configs`",
+                "array of tables",
+            ],
+        ),
+        row(
+            "template: client_configs is empty",
+            |h, _| {
+                h.write_template("concurrent = 4\nclient_configs = []\n");
+                no_args()
+            },
+            &["config.template.main.toml", "`client_configs` is empty"],
+        ),
+        row(
+            "client config: no url",
+            |h, _| {
+                h.write_template(&format!(
+                    "concurrent = 4\n[[client_configs]]\npersonal_access_token = \"{ADMIN_PAT}\"\n"
+                ));
+                no_args()
+            },
+            &["config.template.main.toml", "`url`"],
+        ),
+        row(
+            "client config: unknown key (a misspelt PAT key)",
+            |h, s| {
+                template(h, s, &format!("personal_acces_token = \"{ADMIN_PAT}\"\n"));
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 5",
+                "client_configs.personal_acces_token",
+                "unknown key",
+            ],
+        ),
+        row(
+            "client config: url is not a URL",
+            |h, _| {
+                h.write_template(&format!(
+                    "[[client_configs]]\nurl = \"gitlab.example.com\"\npersonal_access_token = \"{ADMIN_PAT}\"\n"
+                ));
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 2",
+                "key `url`",
+                "not a URL",
+            ],
+        ),
+        row(
+            "client config: url holds the PAT as a password",
+            |h, s| {
+                let url = s
+                    .url()
+                    .replace("http://", &format!("http://oauth2:{ADMIN_PAT}@"));
+                h.write_template(&format!(
+                    "[[client_configs]]\nurl = \"{url}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n"
+                ));
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 2",
+                "key `url`",
+                "no user",
+            ],
+        ),
+        row(
+            "client config: url is the PAT itself (keys swapped)",
+            |h, s| {
+                h.write_template(&format!(
+                    "[[client_configs]]\nurl = \"{ADMIN_PAT}\"\npersonal_access_token = \"{}\"\n",
+                    s.url()
+                ));
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 2",
+                "key `url`",
+                "not a URL",
+            ],
+        ),
+        row(
+            "client config: url is not http(s)",
+            |h, _| {
+                h.write_template(&format!(
+                    "[[client_configs]]\nurl = \"ftp://gitlab.example.com\"\npersonal_access_token = \"{ADMIN_PAT}\"\n"
+                ));
+                no_args()
+            },
+            &["config.template.main.toml", "key `url`", "https://"],
+        ),
+        row(
+            "client config: two entries with one url",
+            |h, s| {
+                h.write_template(&format!(
+                    "[[client_configs]]\nurl = \"{0}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n\
+                     [[client_configs]]\nurl = \"{0}/\"\npersonal_access_token = \"{ADMIN_PAT}\"\n",
+                    s.url()
+                ));
+                no_args()
+            },
+            &["config.template.main.toml", "two client_configs entries"],
+        ),
+        row(
+            "client config: personal_access_token and personal_access_token_file",
+            |h, s| {
+                fs::write(h.prefix.join("pat"), ADMIN_PAT).unwrap();
+                template(
+                    h,
+                    s,
+                    &format!(
+                        "personal_access_token = \"{ADMIN_PAT}\"\npersonal_access_token_file = \"pat\"\n"
+                    ),
+                );
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 6",
+                "personal_access_token_file",
+                "not both",
+            ],
+        ),
+        row(
+            "client config: personal_access_token_file missing",
+            |h, s| {
+                template(h, s, "personal_access_token_file = \"missing-pat\"\n");
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "personal_access_token_file",
+                "missing-pat",
+            ],
+        ),
+        row(
+            "client config: personal_access_token_file empty",
+            |h, s| {
+                fs::write(h.prefix.join("pat"), "  \n").unwrap();
+                template(h, s, "personal_access_token_file = \"pat\"\n");
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "personal_access_token_file",
+                "is empty",
+            ],
+        ),
+        row(
+            "client config: personal_access_token_file is a directory",
+            |h, s| {
+                fs::create_dir(h.prefix.join("pat.d")).unwrap();
+                template(h, s, "personal_access_token_file = \"pat.d\"\n");
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "personal_access_token_file",
+                "pat.d",
+            ],
+        ),
+        row(
+            "client config: personal_access_token_file is an endless device",
+            |h, s| {
+                template(h, s, "personal_access_token_file = \"/dev/zero\"\n");
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "personal_access_token_file",
+                "/dev/zero",
+                "not a regular file",
+            ],
+        ),
+        row(
+            "client config: registration_token is a number",
+            |h, s| {
+                template(h, s, "registration_token = 12345678\n");
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 5",
+                "`registration_token`",
+                "expected a string",
+            ],
+        ),
+        row(
+            "client config: neither PAT nor registration token",
+            |h, s| {
+                template(h, s, "");
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "personal_access_token",
+                "registration_token",
+            ],
+        ),
+        row(
+            "client config: bad runner_type",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!("personal_access_token = \"{ADMIN_PAT}\"\nrunner_type = \"shared\"\n"),
+                );
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 6",
+                "`runner_type`",
+                "shared",
+            ],
+        ),
+        row(
+            "client config: group_type without group_id",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!(
+                        "personal_access_token = \"{ADMIN_PAT}\"\nrunner_type = \"group_type\"\n"
+                    ),
+                );
+                no_args()
+            },
+            &["config.template.main.toml", "`runner_type`", "group_id"],
+        ),
+        row(
+            "client config: group_id with instance_type",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!(
+                        "personal_access_token = \"{ADMIN_PAT}\"\nrunner_type = \"instance_type\"\ngroup_id = 10\n"
+                    ),
+                );
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 7",
+                "`group_id`",
+                "group_type",
+            ],
+        ),
+        row(
+            "client config: project_id not positive",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!(
+                        "personal_access_token = \"{ADMIN_PAT}\"\nrunner_type = \"project_type\"\nproject_id = -3\n"
+                    ),
+                );
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "`project_id`",
+                "positive integer",
+            ],
+        ),
+        row(
+            "client config: tls_ca_file is not PEM",
+            |h, s| {
+                fs::write(h.prefix.join("ca.pem"), "this is not a certificate\n").unwrap();
+                template(
+                    h,
+                    s,
+                    &format!("personal_access_token = \"{ADMIN_PAT}\"\ntls_ca_file = \"ca.pem\"\n"),
+                );
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "`tls_ca_file`",
+                "ca.pem",
+                "PEM",
+            ],
+        ),
+        row(
+            "client config: tls_ca_file holds a broken certificate",
+            |h, s| {
+                fs::write(
+                    h.prefix.join("ca.pem"),
+                    "-----BEGIN CERTIFICATE-----\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END CERTIFICATE-----\n",
+                )
+                .unwrap();
+                template(
+                    h,
+                    s,
+                    &format!("personal_access_token = \"{ADMIN_PAT}\"\ntls_ca_file = \"ca.pem\"\n"),
+                );
+                no_args()
+            },
+            &["config.template.main.toml", "`tls_ca_file`", "ca.pem"],
+        ),
+        row(
+            "client config: tls_ca_file missing",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!(
+                        "personal_access_token = \"{ADMIN_PAT}\"\ntls_ca_file = \"/nonexistent/ca.pem\"\n"
+                    ),
+                );
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "`tls_ca_file`",
+                "/nonexistent/ca.pem",
+            ],
+        ),
+        // ---- executor files
+        row(
+            "executor: TOML syntax error",
+            |h, s| {
+                h.write_executor(
+                    "20-docker.toml",
+                    &format!(
+                        "url = \"{}\"\nexecutor = \"docker\"\n[docker\nimage = \"alpine\"\n",
+                        s.url()
+                    ),
+                );
+                no_args()
+            },
+            &["20-docker.toml", "line 3, column", "invalid TOML"],
+        ),
+        row(
+            "executor: syntax error on the line holding its own token",
+            |h, s| {
+                let token = s.runners()[0].token.clone();
+                shell(h, s, &format!("token = \"{token}\n"));
+                no_args()
+            },
+            &["10-shell.toml", "line 3", "invalid TOML"],
+        ),
+        row(
+            "executor: url = 5",
+            |h, _| {
+                h.write_executor("10-shell.toml", "url = 5\nexecutor = \"shell\"\n");
+                no_args()
+            },
+            &["10-shell.toml", "line 1", "key `url`", "expected a string"],
+        ),
+        row(
+            "executor: tags = \"x\"",
+            |h, s| {
+                shell(h, s, "tags = \"x\"\n");
+                no_args()
+            },
+            &["10-shell.toml", "line 3", "key `tags`", "array of strings"],
+        ),
+        row(
+            "executor: tags hold a number",
+            |h, s| {
+                shell(h, s, "tags = [\"a\", 7]\n");
+                no_args()
+            },
+            &["10-shell.toml", "key `tags`", "integer"],
+        ),
+        row(
+            "executor: a tag with a comma",
+            |h, s| {
+                shell(h, s, "tags = [\"a,b\"]\n");
+                no_args()
+            },
+            &["10-shell.toml", "a,b", "comma"],
+        ),
+        row(
+            "executor: env_tags is a string",
+            |h, s| {
+                shell(h, s, "env_tags = \"SITE_TAG\"\n");
+                no_args()
+            },
+            &["10-shell.toml", "key `env_tags`", "array of strings"],
+        ),
+        row(
+            "executor: locked = \"yes\"",
+            |h, s| {
+                shell(h, s, "locked = \"yes\"\n");
+                no_args()
+            },
+            &["10-shell.toml", "line 3", "key `locked`", "true or false"],
+        ),
+        row(
+            "executor: maximum_timeout = \"1h\"",
+            |h, s| {
+                shell(h, s, "maximum_timeout = \"1h\"\n");
+                no_args()
+            },
+            &[
+                "10-shell.toml",
+                "key `maximum_timeout`",
+                "expected an integer",
+            ],
+        ),
+        row(
+            "executor: maximum_timeout = 30",
+            |h, s| {
+                shell(h, s, "maximum_timeout = 30\n");
+                no_args()
+            },
+            &["10-shell.toml", "key `maximum_timeout`", "600"],
+        ),
+        row(
+            "executor: access_level = \"everyone\"",
+            |h, s| {
+                shell(h, s, "access_level = \"everyone\"\n");
+                no_args()
+            },
+            &["10-shell.toml", "key `access_level`", "everyone"],
+        ),
+        row(
+            "executor: url missing",
+            |h, _| {
+                h.write_executor("10-shell.toml", "executor = \"shell\"\n");
+                no_args()
+            },
+            &["10-shell.toml", "`url`"],
+        ),
+        row(
+            "executor: executor missing",
+            |h, s| {
+                h.write_executor("10-shell.toml", &format!("url = \"{}\"\n", s.url()));
+                no_args()
+            },
+            &["10-shell.toml", "`executor`"],
+        ),
+        row(
+            "executor: executor is empty",
+            |h, s| {
+                h.write_executor(
+                    "10-shell.toml",
+                    &format!("url = \"{}\"\nexecutor = \" \"\n", s.url()),
+                );
+                no_args()
+            },
+            &["10-shell.toml", "key `executor`", "empty"],
+        ),
+        row(
+            "executor: url matches no client config",
+            |h, _| {
+                h.write_executor(
+                    "10-shell.toml",
+                    "url = \"https://other.example.com\"\nexecutor = \"shell\"\n",
+                );
+                no_args()
+            },
+            &[
+                "10-shell.toml",
+                "key `url`",
+                "config.template.main.toml",
+                "other.example.com",
+            ],
+        ),
+        row(
+            "executor: url with credentials matches no client config",
+            |h, s| {
+                let url = s
+                    .url()
+                    .replace("http://", &format!("http://u:{ADMIN_PAT}@"));
+                h.write_executor(
+                    "10-shell.toml",
+                    &format!("url = \"{url}\"\nexecutor = \"shell\"\n"),
+                );
+                no_args()
+            },
+            &["10-shell.toml", "key `url`"],
+        ),
+        row(
+            "executor: id =",
+            |h, s| {
+                shell(h, s, "id = 5\n");
+                no_args()
+            },
+            &["10-shell.toml", "line 3", "key `id`"],
+        ),
+        row(
+            "executor: description =",
+            |h, s| {
+                shell(h, s, "description = \"my runner\"\n");
+                no_args()
+            },
+            &["10-shell.toml", "key `description`", "`name`"],
+        ),
+        row(
+            "executor: token_expires_at =",
+            |h, s| {
+                shell(h, s, "token_expires_at = 2030-01-01T00:00:00Z\n");
+                no_args()
+            },
+            &["10-shell.toml", "key `token_expires_at`"],
+        ),
+        row(
+            "executor: own token and locked = true",
+            |h, s| {
+                let token = s.runners()[0].token.clone();
+                shell(h, s, &format!("token = \"{token}\"\nlocked = true\n"));
+                no_args()
+            },
+            &["10-shell.toml", "line 4", "key `locked`", "GitLab's UI"],
+        ),
+        row(
+            "executor: name longer than GitLab allows",
+            |h, s| {
+                shell(h, s, &format!("name = \"{}\"\n", "n".repeat(1100)));
+                no_args()
+            },
+            &["10-shell.toml", "key `name`", "1024"],
+        ),
+        row(
+            "executors: one name in two files",
+            |h, s| {
+                shell(h, s, "name = \"twin\"\n");
+                h.write_executor(
+                    "20-docker.toml",
+                    &format!(
+                        "url = \"{}\"\nexecutor = \"docker\"\nname = \"twin\"\n",
+                        s.url()
+                    ),
+                );
+                no_args()
+            },
+            &["10-shell.toml", "20-docker.toml", "twin"],
+        ),
+        row(
+            "executors: two of one type without names (same default name)",
+            |h, s| {
+                h.write_executor(
+                    "15-shell.toml",
+                    &format!("url = \"{}\"\nexecutor = \"shell\"\n", s.url()),
+                );
+                no_args()
+            },
+            &["10-shell.toml", "15-shell.toml", "`name`"],
+        ),
+        row(
+            "executor: not UTF-8",
+            |h, s| {
+                let mut bytes =
+                    format!("url = \"{}\"\nexecutor = \"shell\"\n# ", s.url()).into_bytes();
+                bytes.extend_from_slice(b"\xff\xfe caf\xe9\n");
+                fs::write(h.executor_dir().join("10-shell.toml"), bytes).unwrap();
+                no_args()
+            },
+            &["10-shell.toml", "UTF-8"],
+        ),
+        row(
+            "executor: huge file (> 1 MiB)",
+            |h, s| {
+                let mut text = format!("url = \"{}\"\nexecutor = \"shell\"\n", s.url());
+                text.push_str(
+                    &"# padding padding padding padding padding padding\n".repeat(22_000),
+                );
+                h.write_executor("10-shell.toml", &text);
+                no_args()
+            },
+            &["10-shell.toml", "bytes"],
+        ),
+        row(
+            "executor: symbolic link to a file elsewhere",
+            |h, s| {
+                let elsewhere = scratch(h, "elsewhere.toml");
+                fs::write(
+                    &elsewhere,
+                    format!("url = \"{}\"\nexecutor = \"shell\"\n", s.url()),
+                )
+                .unwrap();
+                h.remove_executor("10-shell.toml");
+                symlink(&elsewhere, h.executor_dir().join("10-shell.toml")).unwrap();
+                no_args()
+            },
+            &["10-shell.toml", "symbolic link", "elsewhere.toml"],
+        ),
+        row(
+            "executor: a directory named like an executor file",
+            |h, _| {
+                fs::create_dir(h.executor_dir().join("40-dir.toml")).unwrap();
+                no_args()
+            },
+            &["40-dir.toml", "not a regular file"],
+        ),
+        // ---- directories and files under the prefix
+        row(
+            "prefix: mode 0755",
+            |h, _| {
+                chmod(&h.prefix, 0o755);
+                no_args()
+            },
+            &["gitlab-runner` has mode 0755", "chmod 0700"],
+        ),
+        row(
+            "executor directory: mode 0770",
+            |h, _| {
+                chmod(&h.executor_dir(), 0o770);
+                no_args()
+            },
+            &["gitlab-runner/main` has mode 0770"],
+        ),
+        row(
+            "executor directory: missing",
+            |h, _| {
+                fs::remove_dir_all(h.executor_dir()).unwrap();
+                no_args()
+            },
+            &["executor directory", "gitlab-runner/main`"],
+        ),
+        row(
+            "executor directory: a file",
+            |h, _| {
+                fs::remove_dir_all(h.executor_dir()).unwrap();
+                fs::write(h.executor_dir(), "").unwrap();
+                no_args()
+            },
+            &["executor directory", "gitlab-runner/main`"],
+        ),
+        Row {
+            not_for_root: true,
+            ..row(
+                "prefix: not writable (0500)",
+                |h, _| {
+                    chmod(&h.prefix, 0o500);
+                    no_args()
+                },
+                &["gitlab-runner`", "write"],
+            )
+        },
+        row(
+            ".runner_system_id: unreadable (a directory)",
+            |h, _| {
+                fs::remove_file(h.system_id_path()).unwrap();
+                fs::create_dir(h.system_id_path()).unwrap();
+                no_args()
+            },
+            &[".runner_system_id"],
+        ),
+        row(
+            "last output: invalid TOML on a token line",
+            |h, _| {
+                let text = h.config();
+                let broken = text.replacen("token = \"", "token = \"unterminated ", 1);
+                let broken = broken.replacen("\"\ntoken_obtained_at", "\ntoken_obtained_at", 1);
+                fs::write(h.config_path(), broken).unwrap();
+                no_args()
+            },
+            &["config.main.toml", "line", "invalid TOML", "move it away"],
+        ),
+        row(
+            "last output: invalid TOML, no .runner_system_id and no lock file yet",
+            |h, _| {
+                fs::remove_file(h.system_id_path()).unwrap();
+                fs::remove_file(h.prefix.join(".register-runner.main.lock")).unwrap();
+                let text = h.config();
+                fs::write(h.config_path(), format!("{text}\n[[runners]\n")).unwrap();
+                no_args()
+            },
+            &["config.main.toml", "line", "invalid TOML", "move it away"],
+        ),
+        row(
+            "last output: runners is not an array of tables",
+            |h, _| {
+                fs::write(h.config_path(), "concurrent = 4\nrunners = 5\n").unwrap();
+                no_args()
+            },
+            &["config.main.toml", "`runners`", "move it away"],
+        ),
+        row(
+            "last output: not UTF-8",
+            |h, _| {
+                let mut bytes = h.config().into_bytes();
+                bytes.extend_from_slice(b"# \xff\n");
+                fs::write(h.config_path(), bytes).unwrap();
+                no_args()
+            },
+            &["config.main.toml", "UTF-8", "move it away"],
+        ),
+        // ---- the command line
+        row(
+            "--service-instance equal to the host name without digits",
+            |h, s| {
+                switch_instance(h, s, "ci-node");
+                no_args()
+            },
+            &["--service-instance", "`ci-node`"],
+        ),
+        row(
+            "--service-instance managed",
+            |h, s| {
+                switch_instance(h, s, "managed");
+                no_args()
+            },
+            &["--service-instance", "`managed`"],
+        ),
+        row(
+            "--service-instance with a path in it",
+            |h, _| {
+                h.instance = "../main".into();
+                no_args()
+            },
+            &["--service-instance", "`../main`"],
+        ),
+        row(
+            "--tag-schema: not JSON",
+            |h, _| write_schema(h, "{\"type\": \"object\",\n  properties: {}\n}\n"),
+            &["--tag-schema", "schema.json", "line 2", "invalid JSON"],
+        ),
+        row(
+            "--tag-schema: missing",
+            |h, _| {
+                vec![
+                    "--tag-schema".into(),
+                    scratch(h, "nope.json").display().to_string(),
+                ]
+            },
+            &["--tag-schema", "nope.json", "does not exist"],
+        ),
+        row(
+            "--tag-schema: not a valid schema",
+            |h, _| write_schema(h, "{\"type\": 5}"),
+            &["--tag-schema", "schema.json", "not a valid JSON Schema"],
+        ),
+        row(
+            "--tag-schema: violated by the tags",
+            |h, _| {
+                write_schema(
+                    h,
+                    r#"{"type": "object", "properties": {"executor_type": {"enum": ["docker", "custom"]}}}"#,
+                )
+            },
+            &[
+                "--tag-schema",
+                "schema.json",
+                "10-shell.toml",
+                "property `executor_type`",
+            ],
+        ),
+        row(
+            "--capture-tags: program exits non-zero",
+            |h, _| {
+                let p = write_script(h, "capture.sh", "echo '{\"site\": \"x\"}'\nexit 3");
+                vec!["--capture-tags".into(), p]
+            },
+            &["--capture-tags", "capture.sh", "exit status: 3"],
+        ),
+        row(
+            "--capture-tags: program prints non-JSON",
+            |h, _| {
+                let p = write_script(h, "capture.sh", "echo 'site=x'");
+                vec!["--capture-tags".into(), p]
+            },
+            &["--capture-tags", "capture.sh", "JSON"],
+        ),
+        row(
+            "--capture-tags: program prints a JSON array",
+            |h, _| {
+                let p = write_script(h, "capture.sh", "echo '[1, 2]'");
+                vec!["--capture-tags".into(), p]
+            },
+            &["--capture-tags", "capture.sh", "not an object"],
+        ),
+        row(
+            "--capture-tags: program missing",
+            |h, _| {
+                vec![
+                    "--capture-tags".into(),
+                    scratch(h, "nope.sh").display().to_string(),
+                ]
+            },
+            &["--capture-tags", "nope.sh", "cannot run"],
+        ),
+        row(
+            "--capture-tags: properties violate --tag-schema",
+            |h, _| {
+                let p = write_script(h, "capture.sh", "echo '{\"site\": 42}'");
+                let mut args = write_schema(
+                    h,
+                    r#"{"type": "object", "properties": {"site": {"type": "string"}}}"#,
+                );
+                args.extend(["--capture-tags".into(), p]);
+                args
+            },
+            &["--tag-schema", "property `site`"],
+        ),
+        // ---- a fresh host: no lock file, no .runner_system_id may appear
+        fresh(
+            "fresh host: template syntax error",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!("personal_access_token = \"{ADMIN_PAT}\"\nrunner_type = \n"),
+                );
+                no_args()
+            },
+            &["config.template.main.toml", "line 6", "invalid TOML"],
+        ),
+        fresh(
+            "fresh host: executor url = 5",
+            |h, _| {
+                h.write_executor("30-custom.toml", "url = 5\nexecutor = \"custom\"\n");
+                no_args()
+            },
+            &["30-custom.toml", "key `url`"],
+        ),
+        fresh(
+            "fresh host: --capture-tags program fails",
+            |h, _| {
+                let p = write_script(h, "capture.sh", "exit 1");
+                vec!["--capture-tags".into(), p]
+            },
+            &["--capture-tags", "capture.sh"],
+        ),
+    ]
+}
+
+/// Every entry under `dir` (not following links): path → (kind, bytes, mtime).
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, (String, Vec<u8>, Option<SystemTime>)> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries {
+            let path = entry.unwrap().path();
+            let meta = fs::symlink_metadata(&path).unwrap();
+            let ft = meta.file_type();
+            let entry = if ft.is_dir() {
+                stack.push(path.clone());
+                ("dir".to_string(), Vec::new(), None)
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&path).unwrap();
+                (
+                    "link".to_string(),
+                    target.display().to_string().into_bytes(),
+                    None,
+                )
+            } else {
+                (
+                    format!("file {:o}", meta.mode() & 0o7777),
+                    fs::read(&path).unwrap_or_default(),
+                    meta.modified().ok(),
+                )
+            };
+            out.insert(path, entry);
+        }
+    }
+    out
+}
+
+fn file_bytes(path: &Path) -> Option<Vec<u8>> {
+    fs::symlink_metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .and_then(|_| fs::read(path).ok())
+}
+
+/// Whether this user writes into a directory without write permission
+/// (root does: permission-based rows cannot fail for root).
+fn writes_despite_permissions() -> bool {
+    let dir = tempfile::tempdir().unwrap();
+    chmod(dir.path(), 0o500);
+    let wrote = fs::write(dir.path().join("probe"), "x").is_ok();
+    chmod(dir.path(), 0o700);
+    wrote
+}
+
+/// Runs one row; returns what is wrong with it.
+fn check(row: &Row, root: bool) -> Vec<String> {
+    let sim = Sim::start();
+    let mut host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    if row.first_run {
+        let first = host.run(&[]);
+        if first.code != 0 {
+            return vec![format!("the first good run failed: {first:?}")];
+        }
+    }
+    let args = (row.setup)(&mut host, &sim);
+    let files_before = host.files();
+    let before = snapshot(&host.prefix);
+    let config_before = file_bytes(&host.config_path());
+    let system_id_before = file_bytes(&host.system_id_path());
+    sim.clear_requests();
+
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = host.run(&args);
+
+    // The message each input gets (shown with `--nocapture`).
+    println!(
+        "[{}] {}",
+        row.name,
+        run.stderr
+            .lines()
+            .find(|l| l.contains("ERROR"))
+            .unwrap_or("(no error)")
+    );
+    let mut problems = Vec::new();
+    if run.stderr.contains("panicked") {
+        problems.push("panicked".to_string());
+    }
+    // The check of `assert_no_secret`, without the panic: every problem
+    // of every row is collected and reported at the end.
+    let output = run.all_output();
+    for secret in secrets(&sim) {
+        if output.contains(secret.as_str()) {
+            problems.push(format!("secret {}… appears in the output", &secret[..6]));
+        }
+    }
+    if row.not_for_root && root {
+        // Root writes into a read-only directory: this input is not bad
+        // for root, so only "no panic, no secret" applies.
+        restore_modes(&host);
+        return problems;
+    }
+    if run.code != 1 {
+        problems.push(format!("exit code {} instead of 1", run.code));
+    }
+    for want in row.expect {
+        if !run.stderr.contains(want) {
+            problems.push(format!("stderr lacks `{want}`"));
+        }
+    }
+    let errors = run.stderr.matches("ERROR").count();
+    if errors != 1 {
+        problems.push(format!("{errors} ERROR messages instead of one"));
+    }
+    let requests = sim.requests();
+    if !requests.is_empty() {
+        let sent: Vec<String> = requests
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect();
+        problems.push(format!("sent to GitLab: {sent:?}"));
+    }
+    if config_before.is_some() && file_bytes(&host.config_path()) != config_before {
+        problems.push("config.main.toml changed".to_string());
+    }
+    if system_id_before.is_some() && file_bytes(&host.system_id_path()) != system_id_before {
+        problems.push(".runner_system_id changed".to_string());
+    }
+    if host.files() != files_before {
+        problems.push(format!(
+            "files under the prefix changed: {files_before:?} -> {:?}",
+            host.files()
+        ));
+    }
+    let after = snapshot(&host.prefix);
+    if after != before {
+        let changed: Vec<String> = before
+            .keys()
+            .chain(after.keys())
+            .filter(|k| before.get(*k) != after.get(*k))
+            .map(|k| {
+                k.strip_prefix(&host.prefix)
+                    .unwrap_or(k)
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        problems.push(format!("changed under the prefix: {changed:?}"));
+    }
+    restore_modes(&host);
+    if !problems.is_empty() {
+        problems.push(format!("{run:?}"));
+    }
+    problems
+}
+
+/// Lets the temp dir be removed whatever a row did to the modes.
+fn restore_modes(host: &Host) {
+    for dir in [host.prefix.clone(), host.prefix.join("main")] {
+        if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+            chmod(&dir, 0o700);
+        }
+    }
+}
+
+#[test]
+fn every_bad_input_fails_cleanly_before_touching_anything() {
+    let rows = rows();
+    let mut names: Vec<&str> = rows.iter().map(|r| r.name).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), rows.len(), "row names must be distinct");
+    assert!(rows.len() >= 28);
+
+    let root = writes_despite_permissions();
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|row| {
+                scope.spawn(move || {
+                    let problems =
+                        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            check(row, root)
+                        })) {
+                            Ok(problems) => problems,
+                            Err(_) => vec!["the row's own setup or checks panicked".to_string()],
+                        };
+                    (row.name, problems)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .filter(|(_, problems)| !problems.is_empty())
+            .map(|(name, problems)| format!("=== {name}\n{}", problems.join("\n")))
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} rows failed:\n{}",
+        failures.len(),
+        rows.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// An invalid but readable `.runner_system_id` is not bad input:
+/// gitlab-runner regenerates it, and so does register-runner.
+#[test]
+fn invalid_runner_system_id_is_regenerated() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    fs::write(host.system_id_path(), "not-a-system-id\n").unwrap();
+
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let id = host.system_id();
+    assert!(
+        id.len() == 14
+            && (id.starts_with("s_") || id.starts_with("r_"))
+            && id[2..].chars().all(|c| c.is_ascii_alphanumeric()),
+        "{id:?}"
+    );
+    assert_eq!(Host::mode(&host.system_id_path()), 0o600);
+    for r in sim
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v4/runners/verify")
+    {
+        assert_eq!(r.body["system_id"], id.as_str());
+    }
+    assert_no_secret(&run, &secrets(&sim));
+}

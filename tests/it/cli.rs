@@ -1,0 +1,140 @@
+//! The command line, tags options and log streams (SPEC §1, §3).
+
+use std::path::Path;
+
+use gitlab_sim::{ADMIN_PAT, Sim};
+
+use crate::support::*;
+
+#[test]
+fn usage_errors_exit_64_and_help_and_version_exit_0() {
+    let host = Host::new();
+    let bogus = run_command(host.command(&["--no-such-flag"]));
+    assert_eq!(bogus.code, 64, "{bogus:?}");
+    let bad_timeout = run_command(host.command(&["--timeout", "soon"]));
+    assert_eq!(bad_timeout.code, 64, "{bad_timeout:?}");
+    let help = run_command(host.command(&["--help"]));
+    assert_eq!(help.code, 0, "{help:?}");
+    for flag in ["--prefix", "--service-instance", "--dry-run", "--tag-schema", "--capture-tags", "--strict"] {
+        assert!(help.stdout.contains(flag), "{flag} missing from --help");
+    }
+    let version = run_command(host.command(&["--version"]));
+    assert_eq!(version.code, 0);
+    assert!(version.stdout.starts_with("register-runner "), "{version:?}");
+}
+
+#[test]
+fn under_journald_logs_have_no_timestamps_and_json_logs_are_one_object_per_line() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    let mut cmd = host.command(&[]);
+    cmd.env("JOURNAL_STREAM", "8:12345");
+    let run = run_command(cmd);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.is_empty(), "stdout is for the dry-run report only: {run:?}");
+    let first = run.stderr.lines().next().expect("some log lines");
+    assert!(first.starts_with(" INFO") || first.starts_with("INFO"), "{first}");
+    assert!(!run.stderr.contains('\u{1b}'), "colour under journald");
+
+    let json = run_command(host.command(&["--log-format", "json", "-v"]));
+    assert_eq!(json.code, 0, "{json:?}");
+    for line in json.stderr.lines() {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+    assert_no_secret(&run, &secrets(&sim));
+    assert_no_secret(&json, &secrets(&sim));
+}
+
+#[test]
+fn quiet_run_prints_nothing_and_trace_level_leaks_no_secret() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    let quiet = host.run(&["-q"]);
+    assert_eq!(quiet.code, 0, "{quiet:?}");
+    assert_eq!(quiet.all_output().trim(), "");
+    // RUST_LOG=trace turns on every crate, HTTP libraries included.
+    let mut cmd = host.command(&[]);
+    cmd.env("RUST_LOG", "trace");
+    let trace = run_command(cmd);
+    assert_eq!(trace.code, 0, "{trace:?}");
+    assert!(trace.stderr.lines().count() > 10, "{trace:?}");
+    assert_no_secret(&trace, &secrets(&sim));
+}
+
+#[test]
+fn secrets_from_credentials_directory() {
+    let sim = Sim::start();
+    let host = Host::new();
+    let creds = host.dir.path().join("credentials");
+    std::fs::create_dir(&creds).unwrap();
+    std::fs::write(creds.join("gitlab-pat"), format!("  {ADMIN_PAT}\n")).unwrap();
+    host.write_template(&format!(
+        "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
+        sim.url()
+    ));
+    host.write_executor("shell.toml", &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()));
+    let mut cmd = host.command(&[]);
+    cmd.env("CREDENTIALS_DIRECTORY", &creds);
+    let run = run_command(cmd);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(sim.runners().len(), 1);
+    let create = sim.requests().into_iter().find(|r| r.path == "/api/v4/user/runners").unwrap();
+    assert_eq!(create.auth, gitlab_sim::AuthKind::AdminPat);
+}
+
+fn fixture_schema() -> std::path::PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tag_schema.json");
+    assert!(path.exists(), "the shared fixtures must sit beside the repository: {}", path.display());
+    path
+}
+
+#[test]
+fn original_tag_schema_and_builtin_capture() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    let schema = fixture_schema();
+    let schema = schema.to_str().unwrap();
+    let run = host.run(&["--tag-schema", schema, "--capture-tags", "builtin"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for runner in sim.runners() {
+        assert!(runner.tag_list.iter().any(|t| t == std::env::consts::ARCH), "{runner:#?}");
+        assert!(runner.tag_list.iter().any(|t| t == "linux"), "{runner:#?}");
+    }
+
+    // an executor type the schema does not allow stops the run before any request
+    host.write_executor("40-k8s.toml", &format!("url = \"{}\"\nexecutor = \"kubernetes\"\n", sim.url()));
+    sim.clear_requests();
+    let run = host.run(&["--tag-schema", schema]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("executor_type") && run.stderr.contains("40-k8s.toml"), "{run:?}");
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn capture_tags_program_adds_properties() {
+    use std::os::unix::fs::PermissionsExt;
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.write_executor("shell.toml", &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()));
+    let script = host.dir.path().join("capture.sh");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\nprintf '{\"scheduler\": \"slurm\", \"GPU\": \"a100-%s\", \"custom\": [\"x\", \"y\"]}' \"$2\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = host.run(&["--capture-tags", script.to_str().unwrap(), "--tag-schema", fixture_schema().to_str().unwrap()]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let tags = &sim.runners()[0].tag_list;
+    for tag in ["slurm", "a100-shell", "x", "y", "managed"] {
+        assert!(tags.iter().any(|t| t == tag), "{tag} missing from {tags:?}");
+    }
+}
