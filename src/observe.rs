@@ -38,8 +38,13 @@ async fn observe_inner(
     identifying_tags: Vec<String>,
     system_id: String,
 ) -> Result<Observation, ApiError> {
-    // Phase 1: verify every held token while listing this host's runners.
-    let held_tokens: Vec<Secret> = dedup(held.iter().map(|h| h.credentials.token.clone()));
+    // Phase 1: verify every held token and every executor's own token
+    // while listing this host's runners.
+    let held_tokens: Vec<Secret> = dedup(
+        held.iter()
+            .map(|h| h.credentials.token.clone())
+            .chain(executors.iter().filter_map(|e| e.token.clone())),
+    );
     let listing = {
         let gitlab = gitlab.clone();
         let tags = identifying_tags.clone();
@@ -60,13 +65,11 @@ async fn observe_inner(
         .unwrap_or_else(|e| Ok(Listing::Failed(e.to_string())))?;
 
     // Phase 2: details of kept runners (drift) and of runners whose token
-    // this host lost (a patched server gives it back); own tokens of
-    // executors whose held token is not valid.
+    // this host lost (a patched server gives it back).
     let valid = |token: &Secret, verified: &HashMap<Secret, VerifyOutcome>| {
         matches!(verified.get(token), Some(VerifyOutcome::Valid(_)))
     };
     let mut detail_ids: HashSet<u64> = HashSet::new();
-    let mut own_tokens = Vec::new();
     for executor in &executors {
         let held_entry = held.iter().find(|h| h.name == executor.name);
         let held_valid = held_entry.filter(|h| valid(&h.credentials.token, &verified));
@@ -79,8 +82,7 @@ async fn observe_inner(
                     }
                 }
             }
-            (Some(_), _) => {}
-            (None, Some(own)) => own_tokens.push(own.clone()),
+            (_, Some(_)) | (Some(_), None) => {}
             (None, None) => {
                 if let Listing::Listed(runners) = &listing {
                     detail_ids.extend(
@@ -93,13 +95,7 @@ async fn observe_inner(
             }
         }
     }
-    let details_task = {
-        let gitlab = gitlab.clone();
-        let ids: Vec<u64> = detail_ids.into_iter().collect();
-        tokio::spawn(async move { details_of(&gitlab, ids).await })
-    };
-    verified.extend(verify_all(&gitlab, dedup(own_tokens), &system_id).await?);
-    let details = details_task.await.map_err(|e| join_error(&e))??;
+    let details = details_of(&gitlab, detail_ids.into_iter().collect()).await?;
 
     // Phase 3: verify tokens a patched server gave back.
     let restored: Vec<Secret> = details

@@ -294,6 +294,23 @@ fn plan_gitlab(
         {
             claimed.insert(credentials.id, executor.name.clone());
         }
+        if let (RunnerAction::Keep { credentials, .. }, Some(h)) = (&action, held_entry)
+            && executor.token.as_ref() == Some(&credentials.token)
+            && h.credentials.token != credentials.token
+            && let Some(old) = seen.valid(&h.credentials.token)
+            && old.id.unwrap_or(h.credentials.id) != credentials.id
+        {
+            gitlab.deletes.push(Delete {
+                name: executor.name.clone(),
+                id: old.id.or(nonzero(h.credentials.id)),
+                how: DeleteHow::Manager(h.credentials.token.clone()),
+                reason: format!(
+                    "replaced by the `token` in `{}`: only this host's manager",
+                    executor.file.display()
+                ),
+                held: None,
+            });
+        }
         let update = match &action {
             RunnerAction::Keep { credentials, .. }
                 if executor.token.is_none() && credentials.id != 0 =>
@@ -470,6 +487,24 @@ fn choose_credentials(
         let id = issued.id.unwrap_or(fallback_id);
         (id == 0 || !claimed.contains_key(&id)).then_some(id)
     };
+    // An executor's own token that GitLab accepts wins over a different
+    // held one: the operator put a new runner's token in the file. (After
+    // gitlab-runner rotated it, the file's token is rejected and the held
+    // successor below is used.)
+    if let Some(own) = &executor.token
+        && held.is_none_or(|h| &h.credentials.token != own)
+        && let Some(issued) = seen.valid(own)
+    {
+        return RunnerAction::Keep {
+            credentials: Credentials {
+                id: issued.id.unwrap_or(0),
+                token: own.clone(),
+                obtained_at: now,
+                expires_at: issued.expires_at,
+            },
+            reason: "its own token verified".into(),
+        };
+    }
     if let Some(h) = held {
         match seen.verified.get(&h.credentials.token) {
             Some(VerifyOutcome::Valid(issued)) => {

@@ -625,3 +625,102 @@ fn a_token_near_expiry_is_rotated_and_saved() {
     assert_ne!(now.token, first.token);
     assert_eq!(table_str(&host.config_runners()[0], "token"), now.token);
 }
+
+/// What gitlab-runner does at 75 % of a token's life: reset it and write
+/// the new token into the config.
+fn rotate_like_gitlab_runner(sim: &Sim, host: &Host, old: &str) -> String {
+    let url = format!("{}/api/v4/runners/reset_authentication_token", sim.url());
+    let body = serde_json::json!({ "token": old });
+    let answer: serde_json::Value = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await?
+                .json()
+                .await
+        })
+        .unwrap();
+    let new = answer["token"].as_str().unwrap().to_string();
+    std::fs::write(host.config_path(), host.config().replace(old, &new)).unwrap();
+    new
+}
+
+#[test]
+fn a_token_rotated_by_gitlab_runner_is_kept() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.write_executor(
+        "shell.toml",
+        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
+    );
+    let ui = sim.seed_runner(SeedRunner {
+        description: "ui".into(),
+        ..Default::default()
+    });
+    host.write_executor(
+        "ui.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nname = \"ui runner\"\ntoken = \"{}\"\n",
+            sim.url(),
+            ui.token
+        ),
+    );
+    assert_eq!(host.run(&[]).code, 0);
+    let shell = sim.runners().into_iter().find(|r| r.id != ui.id).unwrap();
+    let new_shell = rotate_like_gitlab_runner(&sim, &host, &shell.token);
+    let new_ui = rotate_like_gitlab_runner(&sim, &host, &ui.token);
+    let config = host.config();
+
+    sim.clear_requests();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(mutating(&sim.requests()), Vec::<String>::new());
+    assert_eq!(host.config(), config, "the rotated tokens must stay");
+    assert!(config.contains(&new_shell) && config.contains(&new_ui));
+    assert_eq!(sim.runners().len(), 2);
+}
+
+#[test]
+fn a_new_ui_token_in_the_executor_file_replaces_the_old_runner_here() {
+    let sim = Sim::start();
+    let first = sim.seed_runner(SeedRunner {
+        description: "first".into(),
+        ..Default::default()
+    });
+    let second = sim.seed_runner(SeedRunner {
+        description: "second".into(),
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    let file = |token: &str| {
+        format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nname = \"ui runner\"\ntoken = \"{token}\"\n",
+            sim.url()
+        )
+    };
+    host.write_executor("ui.toml", &file(&first.token));
+    assert_eq!(host.run(&[]).code, 0);
+    host.write_executor("ui.toml", &file(&second.token));
+    sim.clear_requests();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        mutating(&sim.requests()),
+        ["DELETE /api/v4/runners/managers"]
+    );
+    assert!(
+        sim.runner(first.id).unwrap().managers.is_empty(),
+        "old runner keeps this host's manager"
+    );
+    assert_eq!(sim.runner(second.id).unwrap().managers.len(), 1);
+    let entry = &host.config_runners()[0];
+    assert_eq!(table_str(entry, "token"), second.token);
+    assert_eq!(table_int(entry, "id"), second.id as i64);
+}
