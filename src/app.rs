@@ -274,11 +274,11 @@ fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Resul
         .flat_map(|g| g.problems.iter().map(move |p| format!("{}: {p}", g.url)))
         .collect();
     // A plan made without GitLab's answers is no plan to roll out on.
-    problems.extend(
-        plan.gitlabs
-            .iter()
-            .filter_map(|g| g.offline.as_ref().map(|reason| format!("{}: unreachable: {reason}", g.url))),
-    );
+    problems.extend(plan.gitlabs.iter().filter_map(|g| {
+        g.offline
+            .as_ref()
+            .map(|reason| format!("{}: unreachable: {reason}", g.url))
+    }));
     if !problems.is_empty() {
         bail!(
             "the plan has {} problem(s): {}",

@@ -15,12 +15,22 @@ fn usage_errors_exit_64_and_help_and_version_exit_0() {
     assert_eq!(bad_timeout.code, 64, "{bad_timeout:?}");
     let help = run_command(host.command(&["--help"]));
     assert_eq!(help.code, 0, "{help:?}");
-    for flag in ["--prefix", "--service-instance", "--dry-run", "--tag-schema", "--capture-tags", "--strict"] {
+    for flag in [
+        "--prefix",
+        "--service-instance",
+        "--dry-run",
+        "--tag-schema",
+        "--capture-tags",
+        "--strict",
+    ] {
         assert!(help.stdout.contains(flag), "{flag} missing from --help");
     }
     let version = run_command(host.command(&["--version"]));
     assert_eq!(version.code, 0);
-    assert!(version.stdout.starts_with("register-runner "), "{version:?}");
+    assert!(
+        version.stdout.starts_with("register-runner "),
+        "{version:?}"
+    );
 }
 
 #[test]
@@ -33,15 +43,22 @@ fn under_journald_logs_have_no_timestamps_and_json_logs_are_one_object_per_line(
     cmd.env("JOURNAL_STREAM", "8:12345");
     let run = run_command(cmd);
     assert_eq!(run.code, 0, "{run:?}");
-    assert!(run.stdout.is_empty(), "stdout is for the dry-run report only: {run:?}");
+    assert!(
+        run.stdout.is_empty(),
+        "stdout is for the dry-run report only: {run:?}"
+    );
     let first = run.stderr.lines().next().expect("some log lines");
-    assert!(first.starts_with(" INFO") || first.starts_with("INFO"), "{first}");
+    assert!(
+        first.starts_with(" INFO") || first.starts_with("INFO"),
+        "{first}"
+    );
     assert!(!run.stderr.contains('\u{1b}'), "colour under journald");
 
     let json = run_command(host.command(&["--log-format", "json", "-v"]));
     assert_eq!(json.code, 0, "{json:?}");
     for line in json.stderr.lines() {
-        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(value["level"].is_string(), "{line}");
     }
     assert_no_secret(&run, &secrets(&sim));
@@ -77,19 +94,30 @@ fn secrets_from_credentials_directory() {
         "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
         sim.url()
     ));
-    host.write_executor("shell.toml", &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()));
+    host.write_executor(
+        "shell.toml",
+        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
+    );
     let mut cmd = host.command(&[]);
     cmd.env("CREDENTIALS_DIRECTORY", &creds);
     let run = run_command(cmd);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(sim.runners().len(), 1);
-    let create = sim.requests().into_iter().find(|r| r.path == "/api/v4/user/runners").unwrap();
+    let create = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/api/v4/user/runners")
+        .unwrap();
     assert_eq!(create.auth, gitlab_sim::AuthKind::AdminPat);
 }
 
 fn fixture_schema() -> std::path::PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/tag_schema.json");
-    assert!(path.exists(), "the shared fixtures must sit beside the repository: {}", path.display());
+    assert!(
+        path.exists(),
+        "the shared fixtures must sit beside the repository: {}",
+        path.display()
+    );
     path
 }
 
@@ -104,16 +132,25 @@ fn original_tag_schema_and_builtin_capture() {
     let run = host.run(&["--tag-schema", schema, "--capture-tags", "builtin"]);
     assert_eq!(run.code, 0, "{run:?}");
     for runner in sim.runners() {
-        assert!(runner.tag_list.iter().any(|t| t == std::env::consts::ARCH), "{runner:#?}");
+        assert!(
+            runner.tag_list.iter().any(|t| t == std::env::consts::ARCH),
+            "{runner:#?}"
+        );
         assert!(runner.tag_list.iter().any(|t| t == "linux"), "{runner:#?}");
     }
 
     // an executor type the schema does not allow stops the run before any request
-    host.write_executor("40-k8s.toml", &format!("url = \"{}\"\nexecutor = \"kubernetes\"\n", sim.url()));
+    host.write_executor(
+        "40-k8s.toml",
+        &format!("url = \"{}\"\nexecutor = \"kubernetes\"\n", sim.url()),
+    );
     sim.clear_requests();
     let run = host.run(&["--tag-schema", schema]);
     assert_eq!(run.code, 1, "{run:?}");
-    assert!(run.stderr.contains("executor_type") && run.stderr.contains("40-k8s.toml"), "{run:?}");
+    assert!(
+        run.stderr.contains("executor_type") && run.stderr.contains("40-k8s.toml"),
+        "{run:?}"
+    );
     assert!(sim.requests().is_empty());
 }
 
@@ -123,7 +160,10 @@ fn capture_tags_program_adds_properties() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor("shell.toml", &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()));
+    host.write_executor(
+        "shell.toml",
+        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
+    );
     let script = host.dir.path().join("capture.sh");
     std::fs::write(
         &script,
@@ -131,7 +171,12 @@ fn capture_tags_program_adds_properties() {
     )
     .unwrap();
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let run = host.run(&["--capture-tags", script.to_str().unwrap(), "--tag-schema", fixture_schema().to_str().unwrap()]);
+    let run = host.run(&[
+        "--capture-tags",
+        script.to_str().unwrap(),
+        "--tag-schema",
+        fixture_schema().to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 0, "{run:?}");
     let tags = &sim.runners()[0].tag_list;
     for tag in ["slurm", "a100-shell", "x", "y", "managed"] {
