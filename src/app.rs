@@ -62,6 +62,10 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     let identifying = tags::identifying_tags(&hostname, &cli.service_instance);
     let mut system_id = SystemId::load(&cli.prefix)?;
     let output_path = config::output_path(&cli.prefix, &cli.service_instance);
+    // The last output is input too: a broken one stops the run here, before
+    // the lock file or `.runner_system_id` is written. (It is read again
+    // under the lock, where a concurrent run's tokens are final.)
+    crate::store::check(&output_path)?;
     let clients = inputs
         .template
         .clients

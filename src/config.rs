@@ -195,9 +195,6 @@ pub fn load(env: &LoadEnv) -> Result<Inputs> {
             );
         }
     }
-    // The last output is input too: a broken one must stop the run here,
-    // before the lock file or `.runner_system_id` is written.
-    crate::store::check(&output_path(&env.prefix, &env.instance))?;
     Ok(Inputs {
         executor_dir_empty: executors.is_empty(),
         template,
@@ -420,17 +417,17 @@ fn load_template(env: &LoadEnv) -> Result<Template> {
         }
     };
     if tables.is_empty() {
-        bail!("`{}`: `client_configs` is empty", path.display());
+        return Err(source.error("client_configs", item, "is empty: add one entry per GitLab"));
     }
     let mut clients: Vec<ClientConfig> = Vec::new();
     for table in &tables {
         let client = load_client_config(&source, table, env)?;
         if clients.iter().any(|c| c.url == client.url) {
-            bail!(
-                "`{}`: two client_configs entries have url `{}`",
-                path.display(),
-                client.url
-            );
+            return Err(source.error(
+                "url",
+                &table["url"],
+                format!("two client_configs entries have url `{}`", client.url),
+            ));
         }
         clients.push(client);
     }
@@ -467,8 +464,9 @@ fn load_client_config(source: &TomlSource, table: &Table, env: &LoadEnv) -> Resu
     }
     let url = source.non_empty_string(table, "url")?.ok_or_else(|| {
         anyhow!(
-            "`{}`: a client_configs entry has no `url`",
-            source.path.display()
+            "`{}`{}: a client_configs entry has no `url`",
+            source.path.display(),
+            source.position(table.span())
         )
     })?;
     check_url(&url).map_err(|m| source.error("url", &table["url"], m))?;
@@ -498,7 +496,10 @@ fn load_client_config(source: &TomlSource, table: &Table, env: &LoadEnv) -> Resu
             return Err(source.error(
                 "runner_type",
                 &table["runner_type"],
-                format!("`{other}` is not one of instance_type, group_type, project_type"),
+                format!(
+                    "`{}` is not one of instance_type, group_type, project_type",
+                    shown(other)
+                ),
             ));
         }
     };
@@ -520,22 +521,25 @@ fn load_client_config(source: &TomlSource, table: &Table, env: &LoadEnv) -> Resu
         None => None,
         Some(file) => {
             let path = resolve(&env.prefix, None, &file);
-            let pem = fsutil::read_input(&path).with_context(|| {
-                format!("`{}`: key `tls_ca_file` of `{url}`", source.path.display())
+            let shown = shown_path(&env.prefix, &file, &path);
+            let at = source.position(table["tls_ca_file"].span());
+            let pem = fsutil::read_input(&path).map_err(|e| {
+                anyhow!(
+                    "`{}`{at}: key `tls_ca_file`: {}",
+                    source.path.display(),
+                    format!("{e:#}").replace(&path.display().to_string(), &shown)
+                )
             })?;
             if !pem.contains("-----BEGIN CERTIFICATE-----") {
                 bail!(
-                    "`{}`: key `tls_ca_file`: `{}` holds no PEM certificate",
+                    "`{}`{at}: key `tls_ca_file`: `{shown}` holds no PEM certificate",
                     source.path.display(),
-                    path.display()
                 );
             }
             check_ca_bundle(pem.as_bytes()).map_err(|e| {
                 anyhow!(
-                    "`{}`{}: key `tls_ca_file`: `{}` is not a valid PEM certificate bundle: {e}",
+                    "`{}`{at}: key `tls_ca_file`: `{shown}` is not a valid PEM certificate bundle: {e}",
                     source.path.display(),
-                    source.position(table["tls_ca_file"].span()),
-                    path.display()
                 )
             })?;
             Some((path, pem.into_bytes()))
@@ -552,7 +556,9 @@ fn load_client_config(source: &TomlSource, table: &Table, env: &LoadEnv) -> Resu
 
 fn check_url(url: &str) -> std::result::Result<(), String> {
     let shown = shown_url(url);
-    let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
+    let parsed = reqwest::Url::parse(url).map_err(|e| {
+        format!("`{shown}` is not a URL ({e}): write the GitLab base URL, like https://gitlab.example.com")
+    })?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(format!("`{shown}` must start with https:// or http://"));
     }
@@ -575,26 +581,56 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
 fn shown_url(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) if parsed.has_host() => {
-            let masked = !parsed.username().is_empty()
-                || parsed.password().is_some()
-                || parsed.query().is_some()
-                || parsed.fragment().is_some();
-            if !masked {
+            let user = !parsed.username().is_empty() || parsed.password().is_some();
+            let query = parsed.query().is_some();
+            let fragment = parsed.fragment().is_some();
+            if !(user || query || fragment) {
                 return url.to_string();
             }
             let _ = parsed.set_username("");
             let _ = parsed.set_password(None);
             parsed.set_query(None);
             parsed.set_fragment(None);
-            let text = parsed.to_string();
-            match text.split_once("://") {
-                Some((scheme, rest)) => format!("{scheme}://…@{rest}…"),
-                None => crate::secret::short_form(url),
+            let mut text = parsed.to_string();
+            if user && let Some(at) = text.find("://") {
+                text.insert_str(at + 3, "…@");
+            }
+            if query {
+                text.push_str("?…");
+            }
+            if fragment {
+                text.push_str("#…");
+            }
+            text
+        }
+        // Not a URL with a host: show it only if it reads like an address
+        // and carries nothing that may be a credential.
+        _ => {
+            let address_like = url.contains(['.', '/', ':']);
+            let risky = url.contains(['@', '?', '#'])
+                || url.chars().any(char::is_whitespace)
+                || SECRET_MARKERS.iter().any(|m| url.contains(m));
+            if address_like && !risky {
+                url.to_string()
+            } else {
+                crate::secret::short_form(url)
             }
         }
-        _ => crate::secret::short_form(url),
     }
 }
+
+/// Prefixes of GitLab tokens (personal, runner, registration, deploy, …).
+const SECRET_MARKERS: &[&str] = &[
+    "glpat-",
+    "glrt-",
+    "glrtr-",
+    "GR1348941",
+    "gldt-",
+    "glptt-",
+    "glcbt-",
+    "gloas-",
+    "glsoat-",
+];
 
 /// Decodes a PEM bundle and hands each certificate to a TLS client
 /// builder (no network), as the GitLab client will later: a certificate
@@ -635,15 +671,17 @@ fn secret(source: &TomlSource, table: &Table, key: &str, env: &LoadEnv) -> Resul
         )),
         (Some(value), None) => Ok(Some(Secret::new(value.trim()))),
         (None, Some(file)) => {
+            let base = env.credentials_directory.as_deref().unwrap_or(&env.prefix);
             let path = resolve(&env.prefix, env.credentials_directory.as_deref(), &file);
-            let text = read_secret_file(&path)
-                .with_context(|| format!("`{}`: key `{file_key}`", source.path.display()))?;
+            let shown = shown_path(base, &file, &path);
+            let at = source.position(table[file_key.as_str()].span());
+            let text = read_secret_file(&path, &shown)
+                .with_context(|| format!("`{}`{at}: key `{file_key}`", source.path.display()))?;
             let value = text.trim();
             if value.is_empty() {
                 bail!(
-                    "`{}`: key `{file_key}`: `{}` is empty",
+                    "`{}`{at}: key `{file_key}`: `{shown}` is empty",
                     source.path.display(),
-                    path.display()
                 );
             }
             Ok(Some(Secret::new(value)))
@@ -654,23 +692,58 @@ fn secret(source: &TomlSource, table: &Table, key: &str, env: &LoadEnv) -> Resul
 
 /// Secret files may be links (systemd credentials, config management), but
 /// otherwise follow the input rules.
-fn read_secret_file(path: &Path) -> Result<String> {
+fn read_secret_file(path: &Path, shown: &str) -> Result<String> {
     use std::io::Read;
-    let context = || format!("cannot read `{}`", path.display());
+    let context = || format!("cannot read `{shown}`");
     // Followed links must end at a regular file: a device, FIFO or
     // directory would block, never end or not be a token at all.
     let meta = fs::metadata(path).with_context(context)?;
     if !meta.is_file() {
-        bail!("`{}` is not a regular file", path.display());
+        bail!("`{shown}` is not a regular file");
     }
     let mut bytes = Vec::new();
     fs::File::open(path)
         .and_then(|f| f.take(fsutil::MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
         .with_context(context)?;
     if bytes.len() as u64 > fsutil::MAX_INPUT_BYTES {
-        bail!("`{}` is too large for a token", path.display());
+        bail!("`{shown}` is too large for a token");
     }
-    String::from_utf8(bytes).map_err(|_| anyhow!("`{}` is not UTF-8 text", path.display()))
+    String::from_utf8(bytes).map_err(|_| anyhow!("`{shown}` is not UTF-8 text"))
+}
+
+/// Whether a value quoted in a message might be a token put under the
+/// wrong key: it holds a GitLab token prefix, or it is a long run of
+/// token characters (old registration tokens have no prefix).
+fn looks_like_token(value: &str) -> bool {
+    SECRET_MARKERS.iter().any(|m| value.contains(m))
+        || (value.len() >= 20
+            && !value.contains(['/', '.'])
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+}
+
+/// A value as it may appear in a message: one that might be a token shows
+/// in short form only.
+fn shown(value: &str) -> String {
+    if looks_like_token(value) {
+        crate::secret::short_form(value)
+    } else {
+        value.to_string()
+    }
+}
+
+/// A `*_file` path as it may appear in a message. A value that looks like
+/// a token rather than a file name (a token put under the `_file` key by
+/// mistake) is shown in its short form only.
+fn shown_path(base: &Path, file: &str, path: &Path) -> String {
+    if !looks_like_token(file) {
+        path.display().to_string()
+    } else if Path::new(file).is_absolute() {
+        crate::secret::short_form(file)
+    } else {
+        format!("{}/{}", base.display(), crate::secret::short_form(file))
+    }
 }
 
 /// A relative `*_file` path resolves against `$CREDENTIALS_DIRECTORY` when
@@ -736,7 +809,10 @@ fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Exec
         return Err(source.error(
             "access_level",
             &table["access_level"],
-            format!("`{level}` is not one of not_protected, ref_protected"),
+            format!(
+                "`{}` is not one of not_protected, ref_protected",
+                shown(level)
+            ),
         ));
     }
     let maximum_timeout = source.integer(table, "maximum_timeout")?;
@@ -804,4 +880,324 @@ fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Exec
         server,
         settings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const PAT: &str = "glpat-proptest-secret-0123456789";
+    const REGISTRATION_TOKEN: &str = "GR1348941proptestsecret0123";
+
+    fn template_text() -> String {
+        format!(
+            "# Global settings\nconcurrent = 4\ncheck_interval = 3\n\n\
+             [session_server]\n  listen_address = \"[::]:8093\"\n\n\
+             [[client_configs]]\nurl = \"https://gitlab.example.com/\"\n\
+             personal_access_token = \"{PAT}\"\nrunner_type = \"group_type\"\ngroup_id = 10\n\n\
+             [[client_configs]]\nurl = \"https://other.example.com\"\n\
+             registration_token = \"{REGISTRATION_TOKEN}\"\n"
+        )
+    }
+
+    const EXECUTOR: &str = "url = \"https://gitlab.example.com\"\nexecutor = \"docker\"\n\
+        name = \"prop runner\"\nenv_tags = [\"SITE\"]\ntags = [\"fast\", \"big\"]\n\
+        run_untagged = false\nlocked = true\naccess_level = \"ref_protected\"\n\
+        maximum_timeout = 3600\nmaintenance_note = \"note\"\nlimit = 2\n\n\
+        [docker]\nimage = \"alpine:3\"\nvolumes = [\"/cache\"]\n";
+
+    const OTHER_EXECUTOR: &str = "url = \"https://other.example.com\"\nexecutor = \"shell\"\n";
+
+    const LAST_OUTPUT: &str = "concurrent = 4\n\n[[runners]]\nname = \"prop runner\"\n\
+        url = \"https://gitlab.example.com\"\nid = 7\ntoken = \"glrt-proptestrunnertoken01\"\n\
+        token_obtained_at = 2026-01-01T00:00:00Z\ntoken_expires_at = 0001-01-01T00:00:00Z\n\
+        executor = \"docker\"\n";
+
+    /// A host laid out validly in a temp dir.
+    struct Layout {
+        _dir: tempfile::TempDir,
+        env: LoadEnv,
+        template: PathBuf,
+        executor: PathBuf,
+        output: PathBuf,
+    }
+
+    fn layout() -> Layout {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = dir.path().join("prefix");
+        let instance_dir = prefix.join("main");
+        fs::create_dir_all(&instance_dir).unwrap();
+        for d in [&prefix, &instance_dir] {
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        let template = template_path(&prefix, "main");
+        let executor = instance_dir.join("10-docker.toml");
+        let output = output_path(&prefix, "main");
+        fs::write(&template, template_text()).unwrap();
+        fs::write(&executor, EXECUTOR).unwrap();
+        fs::write(instance_dir.join("20-shell.toml"), OTHER_EXECUTOR).unwrap();
+        fs::write(&output, LAST_OUTPUT).unwrap();
+        Layout {
+            env: LoadEnv {
+                prefix,
+                instance: "main".into(),
+                hostname: "ci-node01".into(),
+                credentials_directory: None,
+                allow_missing_executor_dir: false,
+            },
+            _dir: dir,
+            template,
+            executor,
+            output,
+        }
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    enum Target {
+        Template,
+        Executor,
+        LastOutput,
+    }
+
+    #[derive(Debug, Clone)]
+    enum Edit {
+        Insert(usize, char),
+        Delete(usize),
+        Replace(usize, char),
+        /// A raw byte: may make the file invalid UTF-8.
+        InsertByte(usize, u8),
+        /// Gives the n-th `key = value` line another value.
+        Value(usize, &'static str),
+        /// Gives the n-th `key = value` line another key.
+        Key(usize, &'static str),
+        /// Removes the n-th line.
+        DropLine(usize),
+    }
+
+    /// Well-formed values of every TOML type, and some that break the rules
+    /// of a particular key, so that mutations reach the validation too.
+    const VALUES: &[&str] = &[
+        "5",
+        "-1",
+        "0",
+        "3.5",
+        "true",
+        "\"yes\"",
+        "\"\"",
+        "\"  \"",
+        "[]",
+        "[1, \"a\"]",
+        "[\"a,b\"]",
+        "{}",
+        "{ a = 1 }",
+        "1979-05-27T07:32:00Z",
+        "\"1h\"",
+        "\"ftp://x\"",
+        "\"https://user:pw@gitlab.example.com\"",
+        "\"https://gitlab.example.com\"",
+        "\"https://other.example.com/\"",
+        "\"group_type\"",
+        "\"project_type\"",
+        "\"instance_type\"",
+        "\"everyone\"",
+        "\"not_protected\"",
+        "30",
+        "600",
+        "\"/dev/null\"",
+        "\"/nonexistent\"",
+        "\"glrt-proptesttoken\"",
+        "\"shell\"",
+    ];
+
+    /// Keys the loader knows, in either file.
+    const KEYS: &[&str] = &[
+        "url",
+        "executor",
+        "name",
+        "token",
+        "env_tags",
+        "tags",
+        "run_untagged",
+        "locked",
+        "paused",
+        "access_level",
+        "maximum_timeout",
+        "maintenance_note",
+        "id",
+        "description",
+        "token_expires_at",
+        "personal_access_token",
+        "personal_access_token_file",
+        "registration_token",
+        "registration_token_file",
+        "runner_type",
+        "group_id",
+        "project_id",
+        "tls_ca_file",
+        "client_configs",
+        "runners",
+        "bogus",
+    ];
+
+    #[derive(Debug, Clone)]
+    enum Content {
+        Mutated(Vec<Edit>),
+        Arbitrary(String),
+        Bytes(Vec<u8>),
+    }
+
+    /// Characters that matter to TOML, so that mutations reach the parser's
+    /// corners and the validation behind it more often than random ones.
+    const TOML_CHARS: &[char] = &[
+        '"', '\'', '[', ']', '{', '}', '=', '.', ',', '#', '\n', '\\', ' ', '\t', '\r', 't', 'f',
+        '0', '9', '-', '+', ':', '_', 'e', 'x', 'é', '\u{0}', '\u{7f}', '\u{feff}',
+    ];
+
+    fn char_strategy() -> impl Strategy<Value = char> {
+        prop_oneof![
+            3 => proptest::sample::select(TOML_CHARS),
+            1 => any::<char>(),
+        ]
+    }
+
+    fn edit_strategy() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            3 => (any::<usize>(), char_strategy()).prop_map(|(i, c)| Edit::Insert(i, c)),
+            3 => any::<usize>().prop_map(Edit::Delete),
+            3 => (any::<usize>(), char_strategy()).prop_map(|(i, c)| Edit::Replace(i, c)),
+            1 => (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Edit::InsertByte(i, b)),
+            4 => (any::<usize>(), proptest::sample::select(VALUES))
+                .prop_map(|(i, v)| Edit::Value(i, v)),
+            2 => (any::<usize>(), proptest::sample::select(KEYS))
+                .prop_map(|(i, k)| Edit::Key(i, k)),
+            2 => any::<usize>().prop_map(Edit::DropLine),
+        ]
+    }
+
+    fn content_strategy() -> impl Strategy<Value = Content> {
+        prop_oneof![
+            6 => proptest::collection::vec(edit_strategy(), 1..8).prop_map(Content::Mutated),
+            1 => any::<String>().prop_map(Content::Arbitrary),
+            1 => "[\\[\\]a-z_=\"'{}., \n0-9#-]{0,80}".prop_map(Content::Arbitrary),
+            1 => proptest::collection::vec(any::<u8>(), 0..200).prop_map(Content::Bytes),
+        ]
+    }
+
+    fn mutate(text: &str, edits: &[Edit]) -> Vec<u8> {
+        // Line edits first, on the well-formed text, then character edits.
+        let mut lines: Vec<String> = text.lines().map(String::from).collect();
+        for edit in edits {
+            let assignments: Vec<usize> = (0..lines.len())
+                .filter(|i| lines[*i].contains('='))
+                .collect();
+            match *edit {
+                Edit::Value(n, value) if !assignments.is_empty() => {
+                    let line = &mut lines[assignments[n % assignments.len()]];
+                    let key = line.split('=').next().unwrap_or_default().to_string();
+                    *line = format!("{key}= {value}");
+                }
+                Edit::Key(n, key) if !assignments.is_empty() => {
+                    let line = &mut lines[assignments[n % assignments.len()]];
+                    let value = line.split_once('=').map_or("", |(_, v)| v).to_string();
+                    *line = format!("{key} ={value}");
+                }
+                Edit::DropLine(n) if !lines.is_empty() => {
+                    let n = n % lines.len();
+                    lines.remove(n);
+                }
+                _ => {}
+            }
+        }
+        let text = lines.join("\n") + "\n";
+        let mut chars: Vec<char> = text.chars().collect();
+        let mut bytes_to_insert = Vec::new();
+        for edit in edits {
+            match *edit {
+                Edit::Insert(i, c) => chars.insert(i % (chars.len() + 1), c),
+                Edit::Delete(i) if !chars.is_empty() => {
+                    let i = i % chars.len();
+                    chars.remove(i);
+                }
+                Edit::Replace(i, c) if !chars.is_empty() => {
+                    let i = i % chars.len();
+                    chars[i] = c;
+                }
+                Edit::InsertByte(i, b) => bytes_to_insert.push((i, b)),
+                Edit::Delete(_)
+                | Edit::Replace(..)
+                | Edit::Value(..)
+                | Edit::Key(..)
+                | Edit::DropLine(_) => {}
+            }
+        }
+        let mut bytes = chars.into_iter().collect::<String>().into_bytes();
+        for (i, b) in bytes_to_insert {
+            bytes.insert(i % (bytes.len() + 1), b);
+        }
+        bytes
+    }
+
+    #[test]
+    fn the_base_layout_is_valid() {
+        let layout = layout();
+        let inputs = load(&layout.env).unwrap();
+        assert_eq!(inputs.executors.len(), 2);
+        assert_eq!(inputs.template.clients.len(), 2);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// Whatever the bytes of the template, an executor file or the last
+        /// output, loading returns Ok or an Err that names that file, never
+        /// panics, and never quotes a secret.
+        #[test]
+        fn load_never_panics_and_names_the_file(
+            target in prop_oneof![
+                Just(Target::Template),
+                Just(Target::Executor),
+                Just(Target::LastOutput),
+            ],
+            content in content_strategy(),
+        ) {
+            let layout = layout();
+            let (path, base) = match target {
+                Target::Template => (&layout.template, template_text()),
+                Target::Executor => (&layout.executor, EXECUTOR.to_string()),
+                Target::LastOutput => (&layout.output, LAST_OUTPUT.to_string()),
+            };
+            let bytes = match &content {
+                Content::Mutated(edits) => mutate(&base, edits),
+                Content::Arbitrary(text) => text.clone().into_bytes(),
+                Content::Bytes(bytes) => bytes.clone(),
+            };
+            fs::write(path, &bytes).unwrap();
+            // What step 1 of a run reads: the inputs and the last output.
+            let checked = load(&layout.env).and_then(|_| crate::store::check(&layout.output));
+            if let Err(e) = checked {
+                let message = format!("{e:#}");
+                let file = path.display().to_string();
+                prop_assert!(
+                    message.contains(&file),
+                    "the error does not name `{}`: {}\n--- file:\n{}",
+                    file,
+                    message,
+                    String::from_utf8_lossy(&bytes)
+                );
+                for secret in [PAT, REGISTRATION_TOKEN, "glrt-proptestrunnertoken01"] {
+                    prop_assert!(
+                        !message.contains(secret),
+                        "a secret in the error: {}",
+                        message
+                    );
+                }
+            }
+        }
+    }
 }

@@ -9,7 +9,7 @@
 //! the exclusive lock that makes concurrent runs on one prefix queue.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
@@ -57,7 +57,18 @@ pub fn read_input_opt(path: &Path) -> Result<Option<String>> {
             MAX_INPUT_BYTES
         );
     }
-    let bytes = fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+    // Bounded even so: some files (under /proc, say) report a length of 0.
+    let mut bytes = Vec::new();
+    File::open(path)
+        .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    if bytes.len() as u64 > MAX_INPUT_BYTES {
+        bail!(
+            "`{}` is more than the {} bytes a config file may have",
+            path.display(),
+            MAX_INPUT_BYTES
+        );
+    }
     match String::from_utf8(bytes) {
         Ok(text) => Ok(Some(text)),
         Err(e) => bail!(
@@ -156,6 +167,8 @@ pub fn check_writable_dir(dir: &Path) -> Result<()> {
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
         .map(drop)
+        // The kind only: the error names the probe file, not the directory.
+        .map_err(|e| std::io::Error::from(e.kind()))
         .with_context(|| {
             format!(
                 "cannot write in `{}`: the runner config and `.runner_system_id` are written there",

@@ -209,7 +209,12 @@ fn rows() -> Vec<Row> {
                 h.write_template("concurrent = 4\nclient_configs = []\n");
                 no_args()
             },
-            &["config.template.main.toml", "`client_configs` is empty"],
+            &[
+                "config.template.main.toml",
+                "line 2",
+                "`client_configs`",
+                "is empty",
+            ],
         ),
         row(
             "client config: no url",
@@ -219,7 +224,7 @@ fn rows() -> Vec<Row> {
                 ));
                 no_args()
             },
-            &["config.template.main.toml", "`url`"],
+            &["config.template.main.toml", "line 2", "`url`"],
         ),
         row(
             "client config: unknown key (a misspelt PAT key)",
@@ -246,7 +251,7 @@ fn rows() -> Vec<Row> {
                 "config.template.main.toml",
                 "line 2",
                 "key `url`",
-                "not a URL",
+                "`gitlab.example.com` is not a URL",
             ],
         ),
         row(
@@ -303,7 +308,12 @@ fn rows() -> Vec<Row> {
                 ));
                 no_args()
             },
-            &["config.template.main.toml", "two client_configs entries"],
+            &[
+                "config.template.main.toml",
+                "line 5",
+                "key `url`",
+                "two client_configs entries",
+            ],
         ),
         row(
             "client config: personal_access_token and personal_access_token_file",
@@ -333,6 +343,7 @@ fn rows() -> Vec<Row> {
             },
             &[
                 "config.template.main.toml",
+                "line 5",
                 "personal_access_token_file",
                 "missing-pat",
             ],
@@ -346,6 +357,7 @@ fn rows() -> Vec<Row> {
             },
             &[
                 "config.template.main.toml",
+                "line 5",
                 "personal_access_token_file",
                 "is empty",
             ],
@@ -375,6 +387,30 @@ fn rows() -> Vec<Row> {
                 "/dev/zero",
                 "not a regular file",
             ],
+        ),
+        row(
+            "client config: personal_access_token_file holds the PAT itself",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!("personal_access_token_file = \"{ADMIN_PAT}\"\n"),
+                );
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 5",
+                "key `personal_access_token_file`",
+            ],
+        ),
+        row(
+            "client config: runner_type holds the PAT (keys mixed up)",
+            |h, s| {
+                template(h, s, &format!("runner_type = \"{ADMIN_PAT}\"\n"));
+                no_args()
+            },
+            &["config.template.main.toml", "line 5", "key `runner_type`"],
         ),
         row(
             "client config: registration_token is a number",
@@ -519,6 +555,7 @@ fn rows() -> Vec<Row> {
             &[
                 "config.template.main.toml",
                 "`tls_ca_file`",
+                "line 6",
                 "/nonexistent/ca.pem",
             ],
         ),
@@ -910,6 +947,14 @@ fn rows() -> Vec<Row> {
                 no_args()
             },
             &["--service-instance", "`../main`"],
+        ),
+        row(
+            "--hostname with a comma",
+            |h, _| {
+                h.hostname = "ci,node01".into();
+                no_args()
+            },
+            &["host name `ci,node01`", "--hostname"],
         ),
         row(
             "--tag-schema: not JSON",
