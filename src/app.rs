@@ -2,10 +2,10 @@
 //! token store → observe every GitLab concurrently → plan → print (dry-run)
 //! or apply → write. Orchestration only: each step lives in its own module.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use time::OffsetDateTime;
@@ -27,7 +27,6 @@ use crate::tags::{self, Capture, TagContext, TagSchema};
 /// Runs the tool; the error case is a failure (exit 1) already explained.
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     let started = Instant::now();
-    let deadline = started + cli.timeout();
     // 1. Load and validate all input: no network, nothing written.
     let hostname = match &cli.hostname {
         Some(name) => name.clone(),
@@ -66,13 +65,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     // the lock file or `.runner_system_id` is written. (It is read again
     // under the lock, where a concurrent run's tokens are final.)
     crate::store::check(&output_path)?;
-    let clients = inputs
-        .template
-        .clients
-        .iter()
-        .map(|c| GitLab::new(c, deadline).map(Arc::new))
-        .collect::<Result<Vec<_>>>()?;
-
     // 2. Exclusive lock (a dry-run only reads, and leaves no lock file).
     let _lock = if cli.dry_run {
         None
@@ -83,13 +75,30 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         Some(PrefixLock::acquire(&lock_path)?)
     };
     if !cli.dry_run {
-        // A run killed mid-write leaves its temp file; under the lock no
-        // other run is writing, so any left is stale.
-        fsutil::remove_stale_temp_files(&cli.prefix);
+        // A run killed mid-write leaves its temp file. Under this lock no
+        // other run writes this instance's config; `.runner_system_id` is
+        // shared by every instance, so only an old temp file of it goes.
+        let config_name = format!("config.{}.toml", cli.service_instance);
+        fsutil::remove_stale_temp_files(
+            &cli.prefix,
+            &[
+                (config_name.as_str(), Duration::ZERO),
+                (crate::system_id::FILE_NAME, Duration::from_secs(60)),
+            ],
+        );
         // Before any verify, so that the id GitLab records is the one kept.
         system_id.persist()?;
         system_id.needs_write = false;
     }
+
+    // The deadline covers GitLab traffic only, not the wait for the lock.
+    let deadline = Instant::now() + cli.timeout();
+    let clients = inputs
+        .template
+        .clients
+        .iter()
+        .map(|c| GitLab::new(c, deadline).map(Arc::new))
+        .collect::<Result<Vec<_>>>()?;
 
     // 3. The last output is the token store.
     let store = TokenStore::load(&output_path, OffsetDateTime::now_utc())?;
@@ -114,6 +123,13 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         OffsetDateTime::now_utc(),
         cli.allow_empty,
     );
+    for (name, url, _) in &plan.unknown_gitlab {
+        tracing::warn!(
+            "runner `{name}` in the last config is on `{url}`, which client_configs no longer names: \
+             its entry is kept so that its token is not lost; delete the runner in GitLab and the entry by hand, \
+             or put the url back"
+        );
+    }
     for g in &plan.gitlabs {
         if let Some(reason) = &g.offline {
             tracing::warn!(gitlab = %g.url, "GitLab is unreachable: {reason}");
@@ -163,6 +179,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         .flat_map(|g| g.problems.iter().map(move |p| format!("{}: {p}", g.url)))
         .collect();
     failures.extend(applied.failures.iter().cloned());
+    for warning in &applied.warnings {
+        tracing::warn!("{warning}");
+    }
     for g in plan.gitlabs.iter().filter(|g| g.offline.is_some()) {
         for r in &g.runners {
             if matches!(
@@ -246,7 +265,9 @@ async fn observe_all(
     }
     observations
         .into_iter()
-        .map(|o| o.unwrap_or_else(|| Observation::unreachable("observation failed".into())))
+        .map(|o| {
+            o.unwrap_or_else(|| Observation::unreachable("observation failed".into(), system_id))
+        })
         .collect()
 }
 
@@ -349,21 +370,21 @@ fn assemble<'a>(
             });
         }
     }
-    let mut seen_tables: HashSet<*const toml_edit::Table> = HashSet::new();
+    for (_, _, entry) in &plan.unknown_gitlab {
+        runners.push(OutputRunner::Kept(&entry.0));
+    }
     for (g, gitlab) in plan.gitlabs.iter().enumerate() {
-        for (_, table) in &gitlab.carry_over {
-            if seen_tables.insert(table as *const _) {
-                runners.push(OutputRunner::Kept(table));
-            }
+        for (_, entry) in &gitlab.carry_over {
+            runners.push(OutputRunner::Kept(&entry.0));
         }
         if show_pending {
             continue;
         }
         for (d, delete) in gitlab.deletes.iter().enumerate() {
-            if let Some(table) = &delete.held
+            if let Some(entry) = &delete.held
                 && !applied.deleted.contains(&(g, d))
             {
-                runners.push(OutputRunner::Kept(table));
+                runners.push(OutputRunner::Kept(&entry.0));
             }
         }
     }

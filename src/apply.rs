@@ -13,7 +13,7 @@ use anyhow::Result;
 use time::OffsetDateTime;
 
 use crate::config::{ClientConfig, Inputs, RunnerScope};
-use crate::gitlab::{ApiError, GitLab, IssuedToken, RunnerAttributes};
+use crate::gitlab::{ApiError, GitLab, IssuedToken, RunnerAttributes, Verified};
 use crate::plan::{DeleteHow, Plan, RunnerAction};
 use crate::store::{Credentials, truncate_to_second};
 
@@ -26,6 +26,9 @@ pub struct Applied {
     pub deleted: HashSet<(usize, usize)>,
     /// One line per failed step.
     pub failures: Vec<String>,
+    /// Steps that failed without keeping the runners from working
+    /// (a settings update).
+    pub warnings: Vec<String>,
 }
 
 /// Writes the output file with what is known so far.
@@ -55,8 +58,22 @@ pub async fn apply(
             tracing::info!(gitlab = %client.url, runner = %runner.name, "creating runner ({reason})");
             match create(gitlab, client, attributes).await {
                 Ok(issued) => {
-                    let credentials = credentials_of(issued, 0);
+                    let mut credentials = credentials_of(issued, 0);
                     tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "created runner");
+                    // Register this host's manager at once, as `gitlab-runner
+                    // register` does: the runner is then visibly this host's.
+                    match gitlab.verify(&credentials.token, system_id).await {
+                        Ok(Verified::Valid(v)) => {
+                            credentials.expires_at = v.expires_at.or(credentials.expires_at);
+                        }
+                        Ok(Verified::Rejected(status)) => tracing::warn!(
+                            runner = %runner.name,
+                            "a freshly created token was rejected by verify (HTTP {status})"
+                        ),
+                        Err(e) => {
+                            tracing::warn!(runner = %runner.name, "cannot verify the new token: {e}")
+                        }
+                    }
                     applied.issued.insert(runner.name.clone(), credentials);
                     if let Err(e) = persist.persist(&applied) {
                         // The token exists only in memory now: stop here.
@@ -96,7 +113,7 @@ pub async fn apply(
                 continue;
             }
             tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "rotating token in the last quarter of its life");
-            match gitlab.reset_token(&credentials.token).await {
+            match gitlab.reset_token(&credentials.token, system_id).await {
                 Ok(issued) => {
                     applied
                         .issued

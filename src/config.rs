@@ -802,6 +802,21 @@ fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Exec
         ));
     }
     let token = source.non_empty_string(table, "token")?.map(Secret::new);
+    // Only a runner made in GitLab's UI (or with POST /user/runners) has a
+    // `glrt-` token; anything else here would later be deleted whole.
+    if let Some(token) = &token
+        && !token.is_created_runner_token()
+    {
+        return Err(source.error(
+            "token",
+            &table["token"],
+            format!(
+                "`{}` is not a runner authentication token made in GitLab's UI (they start with `glrt-`); \
+                 for a registration token use `registration_token` in the template",
+                token.short()
+            ),
+        ));
+    }
     let access_level = source.string(table, "access_level")?;
     if let Some(level) = &access_level
         && !matches!(level.as_str(), "not_protected" | "ref_protected")

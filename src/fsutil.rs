@@ -12,10 +12,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-const TEMP_PREFIX: &str = ".register-runner.";
 const TEMP_SUFFIX: &str = ".tmp";
 
 /// The largest input file accepted: config files are a few KiB.
@@ -119,7 +119,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or(Path::new("."));
     let context = || format!("cannot write `{}`", path.display());
     let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
+        .prefix(&temp_prefix(
+            &path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        ))
         .suffix(TEMP_SUFFIX)
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
@@ -135,26 +140,46 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Removes temp files that [`write_atomic`] left behind when a run was
-/// killed mid-write. Call only while holding the [`PrefixLock`].
-pub fn remove_stale_temp_files(dir: &Path) {
+/// Removes temp files that [`write_atomic`] left behind for the named
+/// files when a run was killed mid-write, if they are at least the given
+/// age. Call only while holding the [`PrefixLock`].
+pub fn remove_stale_temp_files(dir: &Path, targets: &[(&str, Duration)]) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        if name.starts_with(TEMP_PREFIX) && name.ends_with(TEMP_SUFFIX) {
-            match fs::remove_file(entry.path()) {
-                Ok(()) => {
-                    tracing::debug!(path = %entry.path().display(), "removed a stale temp file")
-                }
-                Err(e) => {
-                    tracing::warn!(path = %entry.path().display(), "cannot remove a stale temp file: {e}")
-                }
+        let Some(min_age) = targets
+            .iter()
+            .find(|(target, _)| {
+                name.starts_with(&temp_prefix(target)) && name.ends_with(TEMP_SUFFIX)
+            })
+            .map(|(_, age)| *age)
+        else {
+            continue;
+        };
+        let age = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .unwrap_or_default();
+        if age < min_age {
+            continue;
+        }
+        match fs::remove_file(entry.path()) {
+            Ok(()) => tracing::debug!(path = %entry.path().display(), "removed a stale temp file"),
+            Err(e) => {
+                tracing::warn!(path = %entry.path().display(), "cannot remove a stale temp file: {e}")
             }
         }
     }
+}
+
+/// Temp files are named after their target: `.<file name>.<random>.tmp`.
+fn temp_prefix(target: &str) -> String {
+    format!(".{target}.")
 }
 
 /// Fails, naming the directory, unless a file can be created in `dir`

@@ -201,6 +201,17 @@ enum Auth {
     Pat,
 }
 
+/// Which failures a request may be repeated after.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Reads, verify, update and deletes: repeating them is harmless.
+    Always,
+    /// A request whose repetition could do harm once GitLab acted on it (a
+    /// second registration, a reset with a token already replaced): only
+    /// after a failed connect or a 429, which never reached the handler.
+    UntilSent,
+}
+
 struct Answer {
     status: StatusCode,
     headers: HeaderMap,
@@ -247,7 +258,14 @@ impl GitLab {
     pub async fn verify(&self, token: &Secret, system_id: &str) -> ApiResult<Verified> {
         let body = json!({"token": token.expose(), "system_id": system_id});
         let answer = self
-            .send(Method::POST, "/runners/verify", &[], Auth::None, Some(body))
+            .send(
+                Method::POST,
+                "/runners/verify",
+                &[],
+                Auth::None,
+                Some(body),
+                Retry::Always,
+            )
             .await?;
         match answer.status.as_u16() {
             200 | 201 => {
@@ -289,7 +307,7 @@ impl GitLab {
                 ("page", page.to_string()),
             ];
             let answer = self
-                .send(Method::GET, path, &query, Auth::Pat, None)
+                .send(Method::GET, path, &query, Auth::Pat, None, Retry::Always)
                 .await?;
             if answer.status != StatusCode::OK {
                 return Err(self.refused(Method::GET, path, &answer));
@@ -317,11 +335,30 @@ impl GitLab {
     /// `GET /runners/:id`.
     pub async fn runner_details(&self, id: u64) -> ApiResult<RunnerDetails> {
         let path = format!("/runners/{id}");
-        let answer = self.send(Method::GET, &path, &[], Auth::Pat, None).await?;
+        let answer = self
+            .send(Method::GET, &path, &[], Auth::Pat, None, Retry::Always)
+            .await?;
         if answer.status != StatusCode::OK {
             return Err(self.refused(Method::GET, &path, &answer));
         }
         self.decode(Method::GET, &path, &answer)
+    }
+
+    /// The system ids of a runner's managers (`GET /runners/:id/managers`).
+    pub async fn runner_managers(&self, id: u64) -> ApiResult<Vec<String>> {
+        #[derive(Deserialize)]
+        struct Manager {
+            system_id: String,
+        }
+        let path = format!("/runners/{id}/managers");
+        let answer = self
+            .send(Method::GET, &path, &[], Auth::Pat, None, Retry::Always)
+            .await?;
+        if answer.status != StatusCode::OK {
+            return Err(self.refused(Method::GET, &path, &answer));
+        }
+        let managers: Vec<Manager> = self.decode(Method::GET, &path, &answer)?;
+        Ok(managers.into_iter().map(|m| m.system_id).collect())
     }
 
     /// `POST /user/runners` with the PAT: a new runner and its `glrt-` token.
@@ -346,6 +383,10 @@ impl GitLab {
             Auth::Pat,
             Value::Object(body),
             None,
+            // A second runner made by a repeat carries this host's
+            // identifying tags and no manager: the next run finds and
+            // deletes it, which it cannot do without a PAT (below).
+            Retry::Always,
         )
         .await
     }
@@ -364,19 +405,23 @@ impl GitLab {
             Auth::None,
             Value::Object(body),
             None,
+            Retry::UntilSent,
         )
         .await
     }
 
     /// `POST /runners/reset_authentication_token` with the current token.
-    pub async fn reset_token(&self, token: &Secret) -> ApiResult<IssuedToken> {
-        let body = json!({"token": token.expose()});
+    /// With the system id: GitLab's `authenticate_runner!` records a
+    /// manager for every runner-token call, `<legacy>` without one.
+    pub async fn reset_token(&self, token: &Secret, system_id: &str) -> ApiResult<IssuedToken> {
+        let body = json!({"token": token.expose(), "system_id": system_id});
         self.issue(
             Method::POST,
             "/runners/reset_authentication_token",
             Auth::None,
             body,
             Some(token),
+            Retry::UntilSent,
         )
         .await
     }
@@ -388,9 +433,10 @@ impl GitLab {
         auth: Auth,
         body: Value,
         current: Option<&Secret>,
+        retry: Retry,
     ) -> ApiResult<IssuedToken> {
         let answer = self
-            .send(method.clone(), path, &[], auth, Some(body))
+            .send(method.clone(), path, &[], auth, Some(body), retry)
             .await?;
         if answer.status != StatusCode::CREATED {
             return Err(self.refused(method, path, &answer));
@@ -409,6 +455,7 @@ impl GitLab {
                 &[],
                 Auth::Pat,
                 Some(Value::Object(attrs.to_json())),
+                Retry::Always,
             )
             .await?;
         if answer.status != StatusCode::OK {
@@ -444,7 +491,9 @@ impl GitLab {
         // With a runner token, 403 means GitLab knows no such token: the
         // runner is already gone. With the PAT, 403 is a missing permission.
         let token_auth = matches!(auth, Auth::None);
-        let answer = self.send(Method::DELETE, path, &[], auth, body).await?;
+        let answer = self
+            .send(Method::DELETE, path, &[], auth, body, Retry::Always)
+            .await?;
         match answer.status.as_u16() {
             200 | 204 => Ok(()),
             // Already gone (by id), or the token no longer exists / its
@@ -512,6 +561,7 @@ impl GitLab {
         query: &[(&str, String)],
         auth: Auth,
         body: Option<Value>,
+        retry: Retry,
     ) -> ApiResult<Answer> {
         let url = self.url(path);
         let fail = |message: String, status: Option<u16>| ApiError {
@@ -557,7 +607,7 @@ impl GitLab {
             if let Some(body) = &body {
                 request = request.json(body);
             }
-            let (reason, status, wait_hint) = match request.send().await {
+            let (reason, status, wait_hint, may_retry) = match request.send().await {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
@@ -579,10 +629,47 @@ impl GitLab {
                         .map(|b| b.to_vec())
                         .unwrap_or_default();
                     let reason = format!("HTTP {}: {}", status.as_u16(), gitlab_message(&body));
-                    (reason, Some(status.as_u16()), server_wait(&headers))
+                    // Rack::Attack answers 429 before the request is handled.
+                    let may_retry =
+                        retry == Retry::Always || status == StatusCode::TOO_MANY_REQUESTS;
+                    (
+                        reason,
+                        Some(status.as_u16()),
+                        server_wait(&headers),
+                        may_retry,
+                    )
                 }
-                Err(e) => (transport_reason(&e), None, None),
+                Err(e) if is_certificate_error(&e) => {
+                    return Err(ApiError {
+                        unreachable: false,
+                        ..fail(
+                            format!(
+                                "{}: check the server's certificate or `tls_ca_file`",
+                                transport_reason(&e)
+                            ),
+                            None,
+                        )
+                    });
+                }
+                // A failed connect never reached GitLab: always safe to repeat.
+                Err(e) => (
+                    transport_reason(&e),
+                    None,
+                    None,
+                    retry == Retry::Always || e.is_connect(),
+                ),
             };
+            if !may_retry {
+                return Err(ApiError {
+                    unreachable: false,
+                    ..fail(
+                        format!(
+                            "{reason} (not repeated: GitLab may have acted on it; the next run checks)"
+                        ),
+                        status,
+                    )
+                });
+            }
             let backoff = if self.backoff {
                 jittered_backoff(attempt)
             } else {
@@ -659,6 +746,19 @@ impl TokenAnswer {
 
 fn is_retryable(status: StatusCode) -> bool {
     matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504)
+}
+
+/// A TLS certificate problem: no retry will fix it, and it is no outage.
+fn is_certificate_error(e: &reqwest::Error) -> bool {
+    use std::error::Error;
+    let mut source: Option<&dyn Error> = Some(e);
+    while let Some(s) = source {
+        if s.to_string().to_ascii_lowercase().contains("certificate") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
 }
 
 fn transport_reason(e: &reqwest::Error) -> String {

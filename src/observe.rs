@@ -25,9 +25,10 @@ pub async fn observe(
     identifying_tags: Vec<String>,
     system_id: String,
 ) -> Observation {
+    let id = system_id.clone();
     match observe_inner(gitlab, executors, held, identifying_tags, system_id).await {
         Ok(observation) => observation,
-        Err(unreachable) => Observation::unreachable(unreachable.to_string()),
+        Err(unreachable) => Observation::unreachable(unreachable.to_string(), &id),
     }
 }
 
@@ -105,11 +106,33 @@ async fn observe_inner(
         .collect();
     verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
 
+    // Phase 4: the managers of listed runners that no valid token accounts
+    // for (deletion candidates), so that another host's runner is never
+    // taken for ours. Nothing to read when nothing is to be deleted.
+    let accounted: HashSet<u64> = verified
+        .values()
+        .filter_map(|v| match v {
+            VerifyOutcome::Valid(issued) => issued.id,
+            _ => None,
+        })
+        .collect();
+    let candidates: Vec<u64> = match &listing {
+        Listing::Listed(runners) => runners
+            .iter()
+            .map(|r| r.id)
+            .filter(|id| !accounted.contains(id))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let managers = managers_of(&gitlab, candidates).await?;
+
     Ok(Observation {
         unreachable: None,
         verified,
         listing,
         details,
+        managers,
+        system_id,
     })
 }
 
@@ -163,6 +186,28 @@ async fn details_of(gitlab: &Arc<GitLab>, ids: Vec<u64>) -> Result<Details, ApiE
         }
     }
     Ok(details)
+}
+
+async fn managers_of(
+    gitlab: &Arc<GitLab>,
+    ids: Vec<u64>,
+) -> Result<BTreeMap<u64, Result<Vec<String>, String>>, ApiError> {
+    let mut tasks = JoinSet::new();
+    for id in ids {
+        let gitlab = gitlab.clone();
+        tasks.spawn(async move { (id, gitlab.runner_managers(id).await) });
+    }
+    let mut managers = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let (id, result) = joined.map_err(|e| join_error(&e))?;
+        match result {
+            Err(e) if e.unreachable => return Err(e),
+            other => {
+                managers.insert(id, other.map_err(|e| e.to_string()));
+            }
+        }
+    }
+    Ok(managers)
 }
 
 fn dedup(tokens: impl IntoIterator<Item = Secret>) -> Vec<Secret> {

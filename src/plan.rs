@@ -11,12 +11,11 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use time::OffsetDateTime;
-use toml_edit::Table;
 
 use crate::config::{Executor, Inputs};
 use crate::gitlab::{IssuedToken, ListedRunner, RunnerAttributes, RunnerDetails};
 use crate::secret::Secret;
-use crate::store::{Credentials, HeldRunner, TokenStore, truncate_to_second};
+use crate::store::{Credentials, HeldRunner, RawEntry, TokenStore, truncate_to_second};
 
 /// What `POST /runners/verify` said of one token.
 #[derive(Debug, Clone)]
@@ -46,15 +45,22 @@ pub struct Observation {
     pub verified: HashMap<Secret, VerifyOutcome>,
     pub listing: Listing,
     pub details: BTreeMap<u64, Result<RunnerDetails, String>>,
+    /// System ids of the managers of listed runners that may be deleted
+    /// (`GET /runners/:id/managers`).
+    pub managers: BTreeMap<u64, Result<Vec<String>, String>>,
+    /// This host's system id, as sent with every verify.
+    pub system_id: String,
 }
 
 impl Observation {
-    pub fn unreachable(reason: String) -> Observation {
+    pub fn unreachable(reason: String, system_id: &str) -> Observation {
         Observation {
             unreachable: Some(reason),
             verified: HashMap::new(),
             listing: Listing::Failed("GitLab unreachable".into()),
             details: BTreeMap::new(),
+            managers: BTreeMap::new(),
+            system_id: system_id.to_string(),
         }
     }
 
@@ -70,6 +76,9 @@ impl Observation {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub gitlabs: Vec<GitLabPlan>,
+    /// Entries of the last output on a url no client config names any more:
+    /// (name, url, entry), carried over so that their tokens are not lost.
+    pub unknown_gitlab: Vec<(String, String, RawEntry)>,
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +92,7 @@ pub struct GitLabPlan {
     /// Entries of the last output whose runner should go but cannot be
     /// deleted now (unreachable, failed list or verify, safety cap): written
     /// back unchanged so that their tokens are not lost.
-    pub carry_over: Vec<(String, Table)>,
+    pub carry_over: Vec<(String, RawEntry)>,
     /// `Some(reason)`: unreachable; everything is held as it was.
     pub offline: Option<String>,
     /// Things that make the run fail (exit 1) but do not stop the others.
@@ -154,7 +163,7 @@ pub struct Delete {
     pub how: DeleteHow,
     pub reason: String,
     /// Its entry in the last output, carried over until the delete succeeds.
-    pub held: Option<Table>,
+    pub held: Option<RawEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -221,7 +230,16 @@ pub fn plan(
             )
         })
         .collect();
-    Plan { gitlabs }
+    let unknown_gitlab = store
+        .runners
+        .iter()
+        .filter(|r| !inputs.template.clients.iter().any(|c| c.url == r.url))
+        .map(|r| (r.name.clone(), r.url.clone(), r.table.clone()))
+        .collect();
+    Plan {
+        gitlabs,
+        unknown_gitlab,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -245,13 +263,37 @@ fn plan_gitlab(
         problems: Vec::new(),
         warnings: Vec::new(),
     };
-    let held_by_name: HashMap<&str, &HeldRunner> =
-        held.iter().map(|h| (h.name.as_str(), *h)).collect();
     let wanted: HashSet<&str> = executors.iter().map(|(_, e)| e.name.as_str()).collect();
+    // The entry that speaks for each name: the first one GitLab accepts,
+    // else the first. Every other entry is as unwanted as one whose
+    // executor file is gone (two entries of one name: one runner too many).
+    let mut chosen: HashMap<&str, &HeldRunner> = HashMap::new();
+    for h in held {
+        let better = match chosen.get(h.name.as_str()) {
+            None => true,
+            Some(c) => {
+                seen.valid(&c.credentials.token).is_none()
+                    && seen.valid(&h.credentials.token).is_some()
+            }
+        };
+        if better {
+            chosen.insert(h.name.as_str(), h);
+        }
+    }
+    let unwanted: Vec<&HeldRunner> = held
+        .iter()
+        .copied()
+        .filter(|h| {
+            !wanted.contains(h.name.as_str())
+                || !chosen
+                    .get(h.name.as_str())
+                    .is_some_and(|c| std::ptr::eq(*c, *h))
+        })
+        .collect();
 
     if let Some(reason) = &seen.unreachable {
         for (i, executor) in executors {
-            let credentials = held_by_name
+            let credentials = chosen
                 .get(executor.name.as_str())
                 .map(|h| h.credentials.clone());
             gitlab.runners.push(RunnerPlan {
@@ -266,7 +308,7 @@ fn plan_gitlab(
             });
         }
         // Entries of removed executors stay until they can be deleted.
-        for h in held.iter().filter(|h| !wanted.contains(h.name.as_str())) {
+        for h in &unwanted {
             gitlab.carry_over.push((h.name.clone(), h.table.clone()));
         }
         return gitlab;
@@ -277,43 +319,48 @@ fn plan_gitlab(
         _ => None,
     };
     let listed_ids: HashSet<u64> = listed.unwrap_or_default().iter().map(|r| r.id).collect();
+    // gitlab-runner's `unregister` line: a `glrt-` runner without this
+    // host's identifying tags was made in GitLab's UI. Without a PAT the
+    // tool cannot make `glrt-` runners, so every `glrt-` one is the UI's.
+    // After a failed listing nobody can tell: treated as ours, and nothing
+    // is updated or deleted on that GitLab.
+    let made_in_ui = |token: &Secret, id: Option<u64>| {
+        token.is_created_runner_token()
+            && match &seen.listing {
+                Listing::Listed(_) => !id.is_some_and(|id| listed_ids.contains(&id)),
+                Listing::NoPat => true,
+                Listing::Failed(_) => false,
+            }
+    };
     let mut claimed: HashMap<u64, String> = HashMap::new();
 
     for (i, executor) in executors {
-        let held_entry = held_by_name.get(executor.name.as_str()).copied();
-        let action = choose_credentials(
+        let held_entry = chosen.get(executor.name.as_str()).copied();
+        let (action, replaced) = choose_credentials(
             executor,
             held_entry,
             listed.unwrap_or_default(),
             seen,
             &claimed,
             now,
+            &made_in_ui,
         );
-        if let RunnerAction::Keep { credentials, .. } = &action
-            && credentials.id != 0
-        {
-            claimed.insert(credentials.id, executor.name.clone());
+        if let Some(replaced) = replaced {
+            gitlab.deletes.push(replaced);
         }
-        if let (RunnerAction::Keep { credentials, .. }, Some(h)) = (&action, held_entry)
-            && executor.token.as_ref() == Some(&credentials.token)
-            && h.credentials.token != credentials.token
-            && let Some(old) = seen.valid(&h.credentials.token)
-            && old.id.unwrap_or(h.credentials.id) != credentials.id
-        {
-            gitlab.deletes.push(Delete {
-                name: executor.name.clone(),
-                id: old.id.or(nonzero(h.credentials.id)),
-                how: DeleteHow::Manager(h.credentials.token.clone()),
-                reason: format!(
-                    "replaced by the `token` in `{}`: only this host's manager",
-                    executor.file.display()
-                ),
-                held: None,
-            });
+        match &action {
+            RunnerAction::Keep { credentials, .. }
+            | RunnerAction::Hold {
+                credentials: Some(credentials),
+                ..
+            } if credentials.id != 0 => {
+                claimed.insert(credentials.id, executor.name.clone());
+            }
+            _ => {}
         }
         let update = match &action {
             RunnerAction::Keep { credentials, .. }
-                if executor.token.is_none() && credentials.id != 0 =>
+                if executor.token.is_none() && credentials.id != 0 && listed.is_some() =>
             {
                 match seen.details.get(&credentials.id) {
                     Some(Ok(details)) => drift(executor, &tags[*i], details),
@@ -329,7 +376,17 @@ fn plan_gitlab(
             }
             _ => None,
         };
-        let rotate = matches!(&action, RunnerAction::Keep { credentials, .. } if credentials.due_for_rotation(now));
+        let due = matches!(&action, RunnerAction::Keep { credentials, .. } if credentials.due_for_rotation(now));
+        // A token from an executor file is usually shared by several hosts:
+        // rotating it here would lock the others out.
+        let rotate = due && executor.token.is_none();
+        if due && !rotate {
+            gitlab.warnings.push(format!(
+                "runner `{}`: the `token` in `{}` is near its expiry: make a new one in GitLab's UI",
+                executor.name,
+                executor.file.display()
+            ));
+        }
         let action = match action {
             RunnerAction::Create { reason, .. } => RunnerAction::Create {
                 attributes: create_attributes(executor, &tags[*i]),
@@ -351,25 +408,27 @@ fn plan_gitlab(
         });
     }
 
-    // Deletions. Never on a failed or incomplete list.
+    // Deletions. Never after a failed or incomplete list.
     if let Listing::Failed(reason) = &seen.listing {
-        gitlab.problems.push(format!(
-            "listing this host's runners failed, so nothing is deleted: {reason}"
+        gitlab.warnings.push(format!(
+            "listing this host's runners failed, so nothing is deleted or updated: {reason}"
         ));
-        for h in held.iter().filter(|h| !wanted.contains(h.name.as_str())) {
+        gitlab.deletes.clear();
+        for h in &unwanted {
             gitlab.carry_over.push((h.name.clone(), h.table.clone()));
         }
         return gitlab;
     }
     let mut deleted_ids: HashSet<u64> = HashSet::new();
-    for h in held.iter().filter(|h| !wanted.contains(h.name.as_str())) {
+    for h in &unwanted {
         let Some(issued) = seen.valid(&h.credentials.token) else {
             // Rejected: the runner is gone already; the entry is dropped.
             // A verify error: keep the entry, try again next run.
             if let Some(VerifyOutcome::Error(e)) = seen.verified.get(&h.credentials.token) {
-                gitlab
-                    .problems
-                    .push(format!("runner `{}`: cannot verify its token: {e}", h.name));
+                gitlab.warnings.push(format!(
+                    "runner `{}` has no executor file but its token cannot be checked ({e}): kept until the next run",
+                    h.name
+                ));
                 gitlab.carry_over.push((h.name.clone(), h.table.clone()));
             }
             continue;
@@ -381,17 +440,15 @@ fn plan_gitlab(
             continue;
         }
         let token = h.credentials.token.clone();
-        // gitlab-runner's `unregister` line: a `glrt-` runner without this
-        // host's identifying tags was made in GitLab's UI.
-        let made_in_ui = token.is_created_runner_token()
-            && match listed {
-                Some(_) => !id.is_some_and(|id| listed_ids.contains(&id)),
-                None => true,
-            };
-        let (how, reason) = if made_in_ui {
+        let (how, reason) = if made_in_ui(&token, id) {
             (
                 DeleteHow::Manager(token),
                 "no executor file; runner made in GitLab's UI: only this host's manager",
+            )
+        } else if wanted.contains(h.name.as_str()) {
+            (
+                DeleteHow::ByToken(token),
+                "a second entry of this name in the config",
             )
         } else {
             (DeleteHow::ByToken(token), "no executor file")
@@ -411,9 +468,7 @@ fn plan_gitlab(
         .runners
         .iter()
         .filter_map(|r| match &r.action {
-            RunnerAction::Keep { credentials, .. } if credentials.id != 0 => {
-                Some((r.name.as_str(), credentials.id))
-            }
+            RunnerAction::Keep { credentials, .. } => Some((r.name.as_str(), credentials.id)),
             _ => None,
         })
         .collect();
@@ -423,32 +478,45 @@ fn plan_gitlab(
         .filter(|r| matches!(r.action, RunnerAction::Create { .. }))
         .map(|r| r.name.as_str())
         .collect();
-    let names_held: HashSet<&str> = gitlab
-        .runners
-        .iter()
-        .filter(|r| {
-            matches!(
-                r.action,
-                RunnerAction::Hold { .. } | RunnerAction::Fail { .. }
-            )
-        })
-        .map(|r| r.name.as_str())
-        .collect();
     for runner in listed.unwrap_or_default() {
         if claimed.contains_key(&runner.id) || deleted_ids.contains(&runner.id) {
             continue;
         }
         let name = runner.description.clone().unwrap_or_default();
-        let reason = if let Some(kept) = names_kept.get(name.as_str()) {
-            format!("duplicate of #{kept}")
-        } else if names_created.contains(name.as_str()) {
-            "token lost: replaced by a new runner".to_string()
-        } else if names_held.contains(name.as_str()) {
+        let reason = match names_kept.get(name.as_str()) {
+            // Kept with an unknown id: this may be the very runner.
+            Some(0) => continue,
+            Some(kept) => format!("duplicate of #{kept}"),
+            None if names_created.contains(name.as_str()) => {
+                "token lost: replaced by a new runner".to_string()
+            }
             // Its executor's token could not be checked: leave it alone.
-            continue;
-        } else {
-            "no executor file".to_string()
+            None if wanted.contains(name.as_str()) => continue,
+            None => "no executor file".to_string(),
         };
+        // The identifying tags of a host are a subset of another's when one
+        // host name is the other's without digits (`ci-node`, `ci-node01`):
+        // a runner that another host's manager uses is not ours to delete.
+        match seen.managers.get(&runner.id) {
+            Some(Ok(system_ids)) => {
+                if let Some(other) = system_ids.iter().find(|s| **s != seen.system_id) {
+                    gitlab.warnings.push(format!(
+                        "runner #{} `{name}` carries this host's identifying tags but another host (system id {other}) \
+                         uses it: not deleted",
+                        runner.id
+                    ));
+                    continue;
+                }
+            }
+            Some(Err(e)) => {
+                gitlab.warnings.push(format!(
+                    "runner #{} `{name}`: cannot read its managers, not deleted: {e}",
+                    runner.id
+                ));
+                continue;
+            }
+            None => continue,
+        }
         gitlab.deletes.push(Delete {
             name,
             id: Some(runner.id),
@@ -472,8 +540,10 @@ fn plan_gitlab(
     gitlab
 }
 
-/// Picks the credentials for one executor: its held token, else its own
-/// UI-made token, else a token a patched server gave back; else create.
+/// Picks the credentials for one executor: its own UI-made token when
+/// GitLab accepts it, else its held token, else a token a patched server
+/// gave back; else create. Also returns the manager delete of a runner this
+/// executor stops using (a replaced UI token).
 fn choose_credentials(
     executor: &Executor,
     held: Option<&HeldRunner>,
@@ -481,11 +551,22 @@ fn choose_credentials(
     seen: &Observation,
     claimed: &HashMap<u64, String>,
     now: OffsetDateTime,
-) -> RunnerAction {
+    made_in_ui: &dyn Fn(&Secret, Option<u64>) -> bool,
+) -> (RunnerAction, Option<Delete>) {
     let now = truncate_to_second(now);
     let usable = |issued: &IssuedToken, fallback_id: u64| {
         let id = issued.id.unwrap_or(fallback_id);
         (id == 0 || !claimed.contains_key(&id)).then_some(id)
+    };
+    let held_valid = held.and_then(|h| seen.valid(&h.credentials.token).map(|issued| (h, issued)));
+    let release = |h: &HeldRunner, issued: &IssuedToken, reason: String| {
+        Some(Delete {
+            name: executor.name.clone(),
+            id: issued.id.or(nonzero(h.credentials.id)),
+            how: DeleteHow::Manager(h.credentials.token.clone()),
+            reason,
+            held: None,
+        })
     };
     // An executor's own token that GitLab accepts wins over a different
     // held one: the operator put a new runner's token in the file. (After
@@ -495,51 +576,77 @@ fn choose_credentials(
         && held.is_none_or(|h| &h.credentials.token != own)
         && let Some(issued) = seen.valid(own)
     {
-        return RunnerAction::Keep {
-            credentials: Credentials {
-                id: issued.id.unwrap_or(0),
-                token: own.clone(),
-                obtained_at: now,
-                expires_at: issued.expires_at,
-            },
-            reason: "its own token verified".into(),
-        };
-    }
-    if let Some(h) = held {
-        match seen.verified.get(&h.credentials.token) {
-            Some(VerifyOutcome::Valid(issued)) => {
-                if let Some(id) = usable(issued, h.credentials.id) {
-                    return RunnerAction::Keep {
-                        credentials: Credentials {
-                            id,
-                            token: h.credentials.token.clone(),
-                            obtained_at: h.credentials.obtained_at,
-                            expires_at: issued.expires_at.or(h.credentials.expires_at),
-                        },
-                        reason: "token verified".into(),
-                    };
-                }
-            }
-            Some(VerifyOutcome::Error(e)) => {
-                return RunnerAction::Hold {
-                    credentials: Some(h.credentials.clone()),
-                    reason: format!("cannot verify its token: {e}"),
-                };
-            }
-            Some(VerifyOutcome::Rejected(_)) | None => {}
-        }
-    }
-    if let Some(own) = &executor.token {
-        return match seen.verified.get(own) {
-            Some(VerifyOutcome::Valid(issued)) => RunnerAction::Keep {
+        let id = issued.id.unwrap_or(0);
+        let replaced = held_valid
+            .filter(|(h, old)| old.id.unwrap_or(h.credentials.id) != id)
+            .and_then(|(h, old)| {
+                release(
+                    h,
+                    old,
+                    format!(
+                        "replaced by the `token` in `{}`: only this host's manager",
+                        executor.file.display()
+                    ),
+                )
+            });
+        return (
+            RunnerAction::Keep {
                 credentials: Credentials {
-                    id: issued.id.unwrap_or(0),
+                    id,
                     token: own.clone(),
                     obtained_at: now,
                     expires_at: issued.expires_at,
                 },
                 reason: "its own token verified".into(),
             },
+            replaced,
+        );
+    }
+    if let Some((h, issued)) = held_valid
+        && let Some(id) = usable(issued, h.credentials.id)
+    {
+        // The file no longer names the UI-made runner whose token is held:
+        // this executor now wants a runner of the tool's own.
+        if executor.token.is_none() && made_in_ui(&h.credentials.token, nonzero(id)) {
+            let replaced = release(
+                h,
+                issued,
+                "runner made in GitLab's UI, no longer named by a `token`: only this host's manager".into(),
+            );
+            return (
+                RunnerAction::Create {
+                    attributes: RunnerAttributes::default(),
+                    reason: "its held token is a runner made in GitLab's UI; the executor file names none".into(),
+                },
+                replaced,
+            );
+        }
+        return (
+            RunnerAction::Keep {
+                credentials: Credentials {
+                    id,
+                    token: h.credentials.token.clone(),
+                    obtained_at: h.credentials.obtained_at,
+                    expires_at: issued.expires_at.or(h.credentials.expires_at),
+                },
+                reason: "token verified".into(),
+            },
+            None,
+        );
+    }
+    if let Some(h) = held
+        && let Some(VerifyOutcome::Error(e)) = seen.verified.get(&h.credentials.token)
+    {
+        return (
+            RunnerAction::Hold {
+                credentials: Some(h.credentials.clone()),
+                reason: format!("cannot verify its token: {e}"),
+            },
+            None,
+        );
+    }
+    if let Some(own) = &executor.token {
+        let action = match seen.verified.get(own) {
             Some(VerifyOutcome::Rejected(status)) => RunnerAction::Fail {
                 reason: format!(
                     "its own `token` in `{}` was rejected by GitLab (HTTP {status}): make a new runner token in GitLab's UI",
@@ -550,10 +657,11 @@ fn choose_credentials(
                 credentials: None,
                 reason: format!("cannot verify its own token: {e}"),
             },
-            None => RunnerAction::Fail {
+            _ => RunnerAction::Fail {
                 reason: "its own token was not verified".into(),
             },
         };
+        return (action, None);
     }
     for runner in listed
         .iter()
@@ -564,15 +672,18 @@ fn choose_credentials(
             && let Some(issued) = seen.valid(&token.0)
             && let Some(id) = usable(issued, runner.id)
         {
-            return RunnerAction::Keep {
-                credentials: Credentials {
-                    id,
-                    token: token.0.clone(),
-                    obtained_at: now,
-                    expires_at: issued.expires_at,
+            return (
+                RunnerAction::Keep {
+                    credentials: Credentials {
+                        id,
+                        token: token.0.clone(),
+                        obtained_at: now,
+                        expires_at: issued.expires_at,
+                    },
+                    reason: "token restored from GitLab (runner_details patch)".into(),
                 },
-                reason: "token restored from GitLab (runner_details patch)".into(),
-            };
+                None,
+            );
         }
     }
     let reason = match held.map(|h| seen.verified.get(&h.credentials.token)) {
@@ -588,10 +699,13 @@ fn choose_credentials(
         }
         None => "no runner yet".into(),
     };
-    RunnerAction::Create {
-        attributes: RunnerAttributes::default(),
-        reason,
-    }
+    (
+        RunnerAction::Create {
+            attributes: RunnerAttributes::default(),
+            reason,
+        },
+        None,
+    )
 }
 
 /// What `POST /user/runners` / `POST /runners` get for a new runner.

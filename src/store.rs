@@ -52,10 +52,21 @@ pub struct HeldRunner {
     pub url: String,
     pub credentials: Credentials,
     /// The entry as written, to carry over unchanged.
-    pub table: Table,
+    pub table: RawEntry,
 }
 
-#[derive(Debug, Clone)]
+/// A `[[runners]]` table as read. It holds a token in the clear, so its
+/// `Debug` shows nothing of it.
+#[derive(Clone)]
+pub struct RawEntry(pub Table);
+
+impl std::fmt::Debug for RawEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RawEntry(..)")
+    }
+}
+
+#[derive(Clone)]
 pub struct TokenStore {
     pub path: PathBuf,
     /// The file as it is now (`None`: there is none yet).
@@ -79,6 +90,19 @@ pub fn check(path: &Path) -> Result<()> {
 
 fn read(path: &Path) -> Result<Option<String>> {
     fsutil::read_input_opt(path).map_err(|e| anyhow!("last output: {e:#}; {RECOVER}"))
+}
+
+impl std::fmt::Debug for TokenStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenStore")
+            .field("path", &self.path)
+            .field(
+                "text",
+                &self.text.as_ref().map(|t| format!("({} bytes)", t.len())),
+            )
+            .field("runners", &self.runners)
+            .finish()
+    }
 }
 
 impl TokenStore {
@@ -170,7 +194,7 @@ fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Vec<HeldRunner>
                 obtained_at,
                 expires_at,
             },
-            table,
+            table: RawEntry(table),
         });
     }
     Ok(held)

@@ -5,6 +5,7 @@
 mod bad_input;
 mod cli;
 mod dry_run;
+mod ownership;
 mod reliability;
 mod support;
 mod sync;

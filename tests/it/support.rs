@@ -86,6 +86,13 @@ impl Host {
         self.prefix.join(".runner_system_id")
     }
 
+    /// Gives this host its own `.runner_system_id`: hosts simulated on one
+    /// machine would otherwise share the machine-id derived one.
+    pub fn set_system_id(&self, id: &str) {
+        fs::write(self.system_id_path(), id).unwrap();
+        fs::set_permissions(self.system_id_path(), fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
     pub fn write_template(&self, text: &str) {
         fs::write(self.template_path(), text).unwrap();
     }
