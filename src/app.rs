@@ -20,7 +20,7 @@ use crate::observe;
 use crate::output::{self, OutputRunner, Secrets};
 use crate::plan::{self, Observation, Plan, RunnerAction};
 use crate::report;
-use crate::store::TokenStore;
+use crate::store::{Credentials, TokenStore};
 use crate::system_id::SystemId;
 use crate::tags::{self, Capture, TagContext, TagSchema};
 
@@ -161,6 +161,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         inputs: &inputs,
         plan: &plan,
         path: &output_path,
+        store: &store,
     };
     let applied = runtime.block_on(apply::apply(
         &plan,
@@ -274,7 +275,7 @@ async fn observe_all(
 fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Result<ExitCode> {
     let planned = output::render(
         &inputs.template.globals,
-        &assemble(inputs, plan, &Applied::default(), true),
+        &assemble(inputs, plan, &Applied::default(), &HashMap::new(), true),
         Secrets::Mask,
     );
     let current = store
@@ -326,6 +327,7 @@ fn assemble<'a>(
     inputs: &'a Inputs,
     plan: &'a Plan,
     applied: &Applied,
+    rotated_meanwhile: &HashMap<String, Credentials>,
     show_pending: bool,
 ) -> Vec<OutputRunner<'a>> {
     let mut by_executor: HashMap<usize, &RunnerAction> = HashMap::new();
@@ -345,7 +347,12 @@ fn assemble<'a>(
         let issued = applied.issued.get(&executor.name).cloned();
         let credentials = match by_executor.get(&i) {
             Some(RunnerAction::Keep { credentials, .. }) => {
-                Some(issued.unwrap_or_else(|| credentials.clone()))
+                Some(
+                    issued.unwrap_or_else(|| match rotated_meanwhile.get(&executor.name) {
+                        Some(newer) if newer.id == credentials.id => newer.clone(),
+                        _ => credentials.clone(),
+                    }),
+                )
             }
             Some(RunnerAction::Create { .. }) => match issued {
                 Some(c) => Some(c),
@@ -397,13 +404,40 @@ struct OutputWriter<'a> {
     inputs: &'a Inputs,
     plan: &'a Plan,
     path: &'a std::path::Path,
+    /// The last output as read at the start of the run.
+    store: &'a TokenStore,
+}
+
+impl OutputWriter<'_> {
+    /// Tokens a running gitlab-runner rotated and wrote into the file since
+    /// this run read it (reference pitfall 3), by runner name: they are
+    /// newer than the ones this run holds.
+    fn rotated_meanwhile(&self) -> HashMap<String, Credentials> {
+        let Ok(now) = TokenStore::load(self.path, OffsetDateTime::now_utc()) else {
+            return HashMap::new();
+        };
+        now.runners
+            .into_iter()
+            .filter(|r| {
+                self.store.find(&r.url, &r.name).is_some_and(|then| {
+                    then.credentials.token != r.credentials.token
+                        && then.credentials.id == r.credentials.id
+                })
+            })
+            .map(|r| (r.name, r.credentials))
+            .collect()
+    }
 }
 
 impl Persist for OutputWriter<'_> {
     fn persist(&mut self, applied: &Applied) -> Result<()> {
+        let rotated = self.rotated_meanwhile();
+        for name in rotated.keys() {
+            tracing::info!(runner = %name, "keeping the token gitlab-runner rotated during this run");
+        }
         let text = output::render(
             &self.inputs.template.globals,
-            &assemble(self.inputs, self.plan, applied, false),
+            &assemble(self.inputs, self.plan, applied, &rotated, false),
             Secrets::Reveal,
         );
         if fsutil::write_atomic_if_changed(self.path, text.as_bytes())? {

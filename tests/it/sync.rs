@@ -724,3 +724,66 @@ fn a_new_ui_token_in_the_executor_file_replaces_the_old_runner_here() {
     assert_eq!(table_str(entry, "token"), second.token);
     assert_eq!(table_int(entry, "id"), second.id as i64);
 }
+
+#[test]
+fn a_token_gitlab_runner_rotates_during_a_run_is_not_overwritten() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.write_executor(
+        "a.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nname = \"a\"\n",
+            sim.url()
+        ),
+    );
+    assert_eq!(host.run(&[]).code, 0);
+    let a = sim.runners()[0].clone();
+    // Next run: slow GitLab, and two runners to create.
+    for name in ["b", "c"] {
+        host.write_executor(
+            &format!("{name}.toml"),
+            &format!(
+                "url = \"{}\"\nexecutor = \"shell\"\nname = \"{name}\"\n",
+                sim.url()
+            ),
+        );
+    }
+    sim.set_latency(Some(std::time::Duration::from_millis(300)));
+    sim.clear_requests();
+    let child = host
+        .command(&["--timeout", "30"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once GitLab has answered the verify of a's token, gitlab-runner (still
+    // running) rotates it and rewrites the config.
+    let started = std::time::Instant::now();
+    while !sim
+        .requests()
+        .iter()
+        .any(|r| r.path == "/api/v4/runners/verify" && r.status == 200)
+    {
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let rotated = rotate_like_gitlab_runner(&sim, &host, &a.token);
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entry = host
+        .config_runners()
+        .into_iter()
+        .find(|t| table_str(t, "name") == "a")
+        .unwrap();
+    assert_eq!(
+        table_str(&entry, "token"),
+        rotated,
+        "the rotated token was overwritten by the old one"
+    );
+    assert_eq!(sim.runners().len(), 3);
+}
