@@ -31,6 +31,29 @@ pub struct Applied {
     pub warnings: Vec<String>,
 }
 
+impl Applied {
+    /// Records new credentials and writes them out at once. On a failed
+    /// write the token exists only in memory: the caller must stop.
+    fn save_issued(
+        &mut self,
+        name: &str,
+        credentials: Credentials,
+        what: &str,
+        persist: &mut dyn Persist,
+    ) -> bool {
+        self.issued.insert(name.to_string(), credentials);
+        match persist.persist(self) {
+            Ok(()) => true,
+            Err(e) => {
+                self.failures.push(format!(
+                    "runner `{name}`: {what}, but its token could not be saved: {e:#}"
+                ));
+                false
+            }
+        }
+    }
+}
+
 /// Writes the output file with what is known so far.
 pub trait Persist {
     fn persist(&mut self, applied: &Applied) -> Result<()>;
@@ -74,13 +97,7 @@ pub async fn apply(
                             tracing::warn!(runner = %runner.name, "cannot verify the new token: {e}")
                         }
                     }
-                    applied.issued.insert(runner.name.clone(), credentials);
-                    if let Err(e) = persist.persist(&applied) {
-                        // The token exists only in memory now: stop here.
-                        applied.failures.push(format!(
-                            "runner `{}`: created, but its token could not be saved: {e:#}",
-                            runner.name
-                        ));
+                    if !applied.save_issued(&runner.name, credentials, "created", persist) {
                         return applied;
                     }
                 }
@@ -98,7 +115,7 @@ pub async fn apply(
             };
             tracing::info!(gitlab = %client.url, runner = %runner.name, id = update.id, "updating runner: {}", update.reason);
             if let Err(e) = gitlab.update_runner(update.id, &update.changes).await {
-                applied.failures.push(format!(
+                applied.warnings.push(format!(
                     "runner `{}`: cannot update its settings: {e}",
                     runner.name
                 ));
@@ -115,14 +132,8 @@ pub async fn apply(
             tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "rotating token in the last quarter of its life");
             match gitlab.reset_token(&credentials.token, system_id).await {
                 Ok(issued) => {
-                    applied
-                        .issued
-                        .insert(runner.name.clone(), credentials_of(issued, credentials.id));
-                    if let Err(e) = persist.persist(&applied) {
-                        applied.failures.push(format!(
-                            "runner `{}`: token rotated, but the new one could not be saved: {e:#}",
-                            runner.name
-                        ));
+                    let rotated = credentials_of(issued, credentials.id);
+                    if !applied.save_issued(&runner.name, rotated, "token rotated", persist) {
                         return applied;
                     }
                 }

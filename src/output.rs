@@ -190,14 +190,7 @@ mod tests {
             token: None,
             env_tags: vec![],
             tags: vec![],
-            server: ServerSettings {
-                run_untagged: false,
-                locked: false,
-                paused: None,
-                access_level: None,
-                maximum_timeout: None,
-                maintenance_note: None,
-            },
+            server: ServerSettings::default(),
             settings: settings.parse::<DocumentMut>().unwrap().as_table().clone(),
         }
     }

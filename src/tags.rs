@@ -365,14 +365,7 @@ mod tests {
             token: None,
             env_tags: vec!["SITE".into(), "MISSING".into()],
             tags: vec!["extra".into(), "managed".into()],
-            server: ServerSettings {
-                run_untagged: false,
-                locked: false,
-                paused: None,
-                access_level: None,
-                maximum_timeout: None,
-                maintenance_note: None,
-            },
+            server: ServerSettings::default(),
             settings: Default::default(),
         }
     }

@@ -94,10 +94,7 @@ fn secrets_from_credentials_directory() {
         "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
         sim.url()
     ));
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     let mut cmd = host.command(&[]);
     cmd.env("CREDENTIALS_DIRECTORY", &creds);
     let run = run_command(cmd);
@@ -160,10 +157,7 @@ fn capture_tags_program_adds_properties() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     let script = host.dir.path().join("capture.sh");
     std::fs::write(
         &script,

@@ -163,10 +163,7 @@ fn dry_run_reports_pending_updates_and_duplicates() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let kept = sim.runners()[0].clone();
     let duplicate = sim.seed_runner(gitlab_sim::SeedRunner {

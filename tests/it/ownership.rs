@@ -15,10 +15,7 @@ fn a_host_without_digits_leaves_its_numbered_siblings_runners_alone() {
     let node01 = Host::with_hostname("ci-node01");
     node01.set_system_id("r_node01000000");
     node01.template_with_pat(&sim.url(), ADMIN_PAT);
-    node01.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    node01.shell_executor(&sim.url());
     assert_eq!(node01.run(&[]).code, 0);
     let before: Vec<u64> = sim.runners().iter().map(|r| r.id).collect();
     assert_eq!(before.len(), 1);
@@ -63,10 +60,7 @@ fn a_host_named_like_a_tag_leaves_other_hosts_runners_alone() {
     let gpu = Host::with_hostname("gpu");
     gpu.set_system_id("r_gpu000000000");
     gpu.template_with_pat(&sim.url(), ADMIN_PAT);
-    gpu.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    gpu.shell_executor(&sim.url());
     let dry = gpu.run(&["--dry-run"]);
     assert!(!dry.stdout.contains("delete"), "{dry:?}");
     let run = gpu.run(&[]);
@@ -192,10 +186,7 @@ fn two_entries_of_one_name_in_the_last_output_lose_no_token() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let first = sim.runners()[0].clone();
     // gitlab-runner register (or the original) appended an entry of the same name

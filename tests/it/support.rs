@@ -116,6 +116,14 @@ impl Host {
         fs::write(self.executor_dir().join(file), text).unwrap();
     }
 
+    /// `shell.toml`: the plainest executor on `url`.
+    pub fn shell_executor(&self, url: &str) {
+        self.write_executor(
+            "shell.toml",
+            &format!("url = \"{url}\"\nexecutor = \"shell\"\n"),
+        );
+    }
+
     pub fn remove_executor(&self, file: &str) {
         fs::remove_file(self.executor_dir().join(file)).unwrap();
     }

@@ -224,10 +224,7 @@ fn unknown_runner_of_this_host_is_deleted() {
     });
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(sim.runner(leftover.id).is_none());
@@ -246,10 +243,7 @@ fn lost_config_replaces_the_runner_instead_of_duplicating_it() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
 
@@ -278,10 +272,7 @@ fn lost_config_on_a_patched_server_restores_the_token() {
     });
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
 
@@ -302,10 +293,7 @@ fn runner_deleted_in_gitlab_is_recreated() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
     assert!(sim.remove_runner(old.id));
@@ -325,10 +313,7 @@ fn registration_token_registers_with_post_runners() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     let requests = sim.requests();
@@ -363,10 +348,7 @@ fn executor_with_its_own_token_is_verified_and_only_its_manager_removed() {
     });
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     host.write_executor(
         "ui.toml",
         &format!(
@@ -414,10 +396,7 @@ fn disabled_registration_tokens_fail_with_the_cause_and_the_fix() {
     });
     let host = Host::new();
     host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     let run = host.run(&[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("410"), "{run:?}");
@@ -447,10 +426,7 @@ fn prefix_written_by_the_original_tool_is_adopted() {
     });
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     std::fs::write(
         host.config_path(),
         format!(
@@ -550,10 +526,7 @@ fn group_runners_with_a_non_admin_pat_fall_back_to_get_runners() {
         sim.url(),
         gitlab_sim::OWNED_GROUP_ID
     ));
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     assert_eq!(sim.runners()[0].runner_type, "group_type");
     sim.clear_requests();
@@ -570,10 +543,7 @@ fn changed_tags_are_updated_in_place() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let id = sim.runners()[0].id;
     host.write_executor(
@@ -603,10 +573,7 @@ fn a_token_near_expiry_is_rotated_and_saved() {
     });
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let first = sim.runners()[0].clone();
     assert!(host.config().contains(&first.token));
@@ -655,10 +622,7 @@ fn a_token_rotated_by_gitlab_runner_is_kept() {
     let sim = Sim::start();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.write_executor(
-        "shell.toml",
-        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
-    );
+    host.shell_executor(&sim.url());
     let ui = sim.seed_runner(SeedRunner {
         description: "ui".into(),
         ..Default::default()
@@ -786,4 +750,46 @@ fn a_token_gitlab_runner_rotates_during_a_run_is_not_overwritten() {
         "the rotated token was overwritten by the old one"
     );
     assert_eq!(sim.runners().len(), 3);
+}
+
+#[test]
+fn a_settings_update_gitlab_refuses_is_a_warning() {
+    let sim = Sim::start();
+    // An instance runner of the original tool (no `managed` tag), adopted by
+    // a host whose PAT belongs to a group Owner: it may read, not update it.
+    let original = sim.seed_runner(SeedRunner {
+        description: "ci-node01 main shell Runner".into(),
+        tag_list: vec!["ci-node01".into(), "ci-node".into(), "main".into()],
+        token: Some("legacytoken0123456789".into()),
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.write_template(&format!(
+        "[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{USER_PAT}\"\nrunner_type = \"group_type\"\ngroup_id = {}\n",
+        sim.url(),
+        gitlab_sim::OWNED_GROUP_ID
+    ));
+    host.shell_executor(&sim.url());
+    std::fs::write(
+        host.config_path(),
+        format!(
+            "[[runners]]\ndescription = \"ci-node01 main shell Runner\"\nurl = \"{}\"\ntoken = \"legacytoken0123456789\"\nexecutor = \"shell\"\n",
+            sim.url()
+        ),
+    )
+    .unwrap();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("cannot update its settings"), "{run:?}");
+    let put = sim
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .expect("an update was tried");
+    assert_eq!(put.status, 403);
+    assert_eq!(sim.runners().len(), 1);
+    assert_eq!(
+        table_int(&host.config_runners()[0], "id"),
+        original.id as i64
+    );
 }
