@@ -237,3 +237,42 @@ fn simultaneous_runs_make_one_runner_per_executor() {
     assert_eq!(count(&sim.requests(), "POST", "/api/v4/user/runners"), 3);
     assert_converged(&host, &sim, 3);
 }
+
+#[test]
+fn an_emptied_executor_directory_deletes_nothing_without_allow_empty() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    let config = host.config();
+    for file in ["10-shell.toml", "20-docker.toml", "30-custom.toml"] {
+        host.remove_executor(file);
+    }
+    sim.clear_requests();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("refusing to delete all 3") && run.stderr.contains("--allow-empty"),
+        "{run:?}"
+    );
+    assert_eq!(mutating(&sim.requests()), Vec::<String>::new());
+    assert_eq!(sim.runners().len(), 3);
+    assert_eq!(
+        host.config(),
+        config,
+        "the tokens must stay until the runners are deleted"
+    );
+
+    // A missing directory is refused the same way.
+    std::fs::remove_dir(host.executor_dir()).unwrap();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(sim.runners().len(), 3);
+
+    let run = host.run(&["--allow-empty"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(sim.runners().is_empty());
+    assert!(host.config_runners().is_empty());
+    assert_no_secret(&run, &secrets(&sim));
+}
