@@ -39,6 +39,12 @@ impl Secret {
 }
 
 /// The short form of any secret string (see [`Secret::short`]).
+///
+/// ```
+/// use register_runner::secret::{Secret, short_form};
+/// assert_eq!(short_form("glrt-abcdefghijklmnop"), "glrt-abcd…");
+/// assert_eq!(format!("{:?}", Secret::new("glpat-0123456789")), "Secret(glpat-0123…)");
+/// ```
 pub fn short_form(value: &str) -> String {
     let prefix = KNOWN_PREFIXES
         .iter()
