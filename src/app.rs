@@ -16,7 +16,7 @@ use crate::config::{self, Inputs, LoadEnv};
 use crate::exit::ExitCode;
 use crate::fsutil::{self, PrefixLock};
 use crate::gitlab::GitLab;
-use crate::observe;
+use crate::observe::{self, Identity};
 use crate::output::{self, OutputRunner, Secrets};
 use crate::plan::{self, Observation, Plan, RunnerAction};
 use crate::report;
@@ -108,12 +108,17 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let identity = Identity {
+        identifying_tags: identifying,
+        system_id: system_id.value.clone(),
+        name_prefix: format!("{hostname} {} ", cli.service_instance),
+    };
     let observations = runtime.block_on(observe_all(
         &inputs,
+        &runner_tags,
         &store,
         &clients,
-        &identifying,
-        &system_id.value,
+        &identity,
     ));
     let plan = plan::plan(
         &inputs,
@@ -162,6 +167,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         plan: &plan,
         path: &output_path,
         store: &store,
+        written: HashMap::new(),
+        rotated: HashMap::new(),
     };
     let applied = runtime.block_on(apply::apply(
         &plan,
@@ -228,18 +235,19 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
 
 async fn observe_all(
     inputs: &Inputs,
+    runner_tags: &[Vec<String>],
     store: &TokenStore,
     clients: &[Arc<GitLab>],
-    identifying: &[String],
-    system_id: &str,
+    identity: &Identity,
 ) -> Vec<Observation> {
     let mut tasks = tokio::task::JoinSet::new();
     for (c, client) in inputs.template.clients.iter().enumerate() {
         let executors: Vec<_> = inputs
             .executors
             .iter()
-            .filter(|e| e.url == client.url)
-            .cloned()
+            .zip(runner_tags)
+            .filter(|(e, _)| e.url == client.url)
+            .map(|(e, t)| (e.clone(), t.clone()))
             .collect();
         let held: Vec<_> = store
             .runners
@@ -248,14 +256,8 @@ async fn observe_all(
             .cloned()
             .collect();
         let gitlab = clients[c].clone();
-        let identifying = identifying.to_vec();
-        let system_id = system_id.to_string();
-        tasks.spawn(async move {
-            (
-                c,
-                observe::observe(gitlab, executors, held, identifying, system_id).await,
-            )
-        });
+        let identity = identity.clone();
+        tasks.spawn(async move { (c, observe::observe(gitlab, executors, held, identity).await) });
     }
     let mut observations: Vec<Option<Observation>> = vec![None; inputs.template.clients.len()];
     while let Some(joined) = tasks.join_next().await {
@@ -267,7 +269,13 @@ async fn observe_all(
     observations
         .into_iter()
         .map(|o| {
-            o.unwrap_or_else(|| Observation::unreachable("observation failed".into(), system_id))
+            o.unwrap_or_else(|| {
+                Observation::unreachable(
+                    "observation failed".into(),
+                    &identity.system_id,
+                    &identity.name_prefix,
+                )
+            })
         })
         .collect()
 }
@@ -300,6 +308,11 @@ fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Resul
         .flat_map(|g| g.problems.iter().map(move |p| format!("{}: {p}", g.url)))
         .collect();
     // A plan made without GitLab's answers is no plan to roll out on.
+    problems.extend(plan.gitlabs.iter().filter_map(|g| {
+        g.listing_failed
+            .as_ref()
+            .map(|reason| format!("{}: listing this host's runners failed: {reason}", g.url))
+    }));
     problems.extend(plan.gitlabs.iter().filter_map(|g| {
         g.offline
             .as_ref()
@@ -354,7 +367,7 @@ fn assemble<'a>(
                     }),
                 )
             }
-            Some(RunnerAction::Create { .. }) => match issued {
+            Some(RunnerAction::Create { fallback, .. }) => match issued {
                 Some(c) => Some(c),
                 None if show_pending => {
                     runners.push(OutputRunner::Executor {
@@ -364,8 +377,16 @@ fn assemble<'a>(
                     });
                     continue;
                 }
-                None => None,
+                // Not created (yet): the runner it replaces stays in use.
+                None => fallback.clone(),
             },
+            // Kept exactly as it was in the last output.
+            Some(RunnerAction::Hold {
+                entry: Some(entry), ..
+            }) => {
+                runners.push(OutputRunner::Kept(&entry.0));
+                continue;
+            }
             Some(RunnerAction::Hold { credentials, .. }) => credentials.clone(),
             Some(RunnerAction::Fail { .. }) | None => None,
         };
@@ -406,6 +427,10 @@ struct OutputWriter<'a> {
     path: &'a std::path::Path,
     /// The last output as read at the start of the run.
     store: &'a TokenStore,
+    /// The token this run last wrote for each runner name.
+    written: HashMap<String, crate::secret::Secret>,
+    /// Tokens gitlab-runner rotated during this run, found so far.
+    rotated: HashMap<String, Credentials>,
 }
 
 impl OutputWriter<'_> {
@@ -419,10 +444,11 @@ impl OutputWriter<'_> {
         now.runners
             .into_iter()
             .filter(|r| {
-                self.store.find(&r.url, &r.name).is_some_and(|then| {
-                    then.credentials.token != r.credentials.token
-                        && then.credentials.id == r.credentials.id
-                })
+                self.written.get(&r.name) != Some(&r.credentials.token)
+                    && self.store.find(&r.url, &r.name).is_some_and(|then| {
+                        then.credentials.token != r.credentials.token
+                            && then.credentials.id == r.credentials.id
+                    })
             })
             .map(|r| (r.name, r.credentials))
             .collect()
@@ -431,15 +457,23 @@ impl OutputWriter<'_> {
 
 impl Persist for OutputWriter<'_> {
     fn persist(&mut self, applied: &Applied) -> Result<()> {
-        let rotated = self.rotated_meanwhile();
-        for name in rotated.keys() {
+        for (name, credentials) in self.rotated_meanwhile() {
             tracing::info!(runner = %name, "keeping the token gitlab-runner rotated during this run");
+            self.rotated.insert(name, credentials);
         }
-        let text = output::render(
-            &self.inputs.template.globals,
-            &assemble(self.inputs, self.plan, applied, &rotated, false),
-            Secrets::Reveal,
-        );
+        let runners = assemble(self.inputs, self.plan, applied, &self.rotated, false);
+        let text = output::render(&self.inputs.template.globals, &runners, Secrets::Reveal);
+        self.written = runners
+            .iter()
+            .filter_map(|r| match r {
+                OutputRunner::Executor {
+                    executor,
+                    credentials: Some(c),
+                    ..
+                } => Some((executor.name.clone(), c.token.clone())),
+                _ => None,
+            })
+            .collect();
         if fsutil::write_atomic_if_changed(self.path, text.as_bytes())? {
             tracing::info!(path = %self.path.display(), "wrote the runner config");
         }

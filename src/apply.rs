@@ -75,7 +75,10 @@ pub async fn apply(
         let gitlab = &clients[gitlab_plan.client];
 
         for runner in &gitlab_plan.runners {
-            let RunnerAction::Create { attributes, reason } = &runner.action else {
+            let RunnerAction::Create {
+                attributes, reason, ..
+            } = &runner.action
+            else {
                 continue;
             };
             tracing::info!(gitlab = %client.url, runner = %runner.name, "creating runner ({reason})");
@@ -146,6 +149,16 @@ pub async fn apply(
 
         for (d, delete) in gitlab_plan.deletes.iter().enumerate() {
             let id = delete.id.map(|id| format!(" #{id}")).unwrap_or_default();
+            if let Some(replacement) = &delete.after_create
+                && !applied.issued.contains_key(replacement)
+            {
+                tracing::warn!(
+                    gitlab = %client.url,
+                    runner = %delete.name,
+                    "not deleting{id}: its replacement could not be created, so it stays in use"
+                );
+                continue;
+            }
             tracing::info!(gitlab = %client.url, runner = %delete.name, "deleting{id}: {}", delete.reason);
             let result = match &delete.how {
                 DeleteHow::ById(id) => gitlab.delete_runner_by_id(*id).await,

@@ -25,7 +25,7 @@ pub struct Cli {
     pub prefix: PathBuf,
 
     /// Instance name, as in the systemd unit (gitlab-runner@<instance>).
-    #[arg(long, value_name = "NAME", default_value = "main")]
+    #[arg(long, value_name = "NAME", default_value = "main", value_parser = instance_name)]
     pub service_instance: String,
 
     /// Plan only: print the API actions and the config diff; change nothing.
@@ -86,6 +86,13 @@ pub enum LogFormat {
 pub enum OutputFormat {
     Text,
     Json,
+}
+
+/// Instance names become file names: a bad one is a usage error (64).
+fn instance_name(value: &str) -> Result<String, String> {
+    crate::config::check_instance_name(value)
+        .map(|()| value.to_string())
+        .map_err(|e| e.to_string())
 }
 
 impl Cli {

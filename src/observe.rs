@@ -12,43 +12,54 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use crate::config::Executor;
-use crate::gitlab::{ApiError, GitLab, Verified};
+use crate::gitlab::{ApiError, GitLab, ListedRunner, Verified};
 use crate::plan::{Listing, Observation, VerifyOutcome};
 use crate::secret::Secret;
 use crate::store::HeldRunner;
 
-/// Reads what the plan needs from one GitLab.
+/// Who is asking: this host and instance.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub identifying_tags: Vec<String>,
+    pub system_id: String,
+    /// `"<hostname> <instance> "`, how this host's default runner names start.
+    pub name_prefix: String,
+}
+
+/// Reads what the plan needs from one GitLab. `executors` come with their
+/// tags.
 pub async fn observe(
     gitlab: Arc<GitLab>,
-    executors: Vec<Executor>,
+    executors: Vec<(Executor, Vec<String>)>,
     held: Vec<HeldRunner>,
-    identifying_tags: Vec<String>,
-    system_id: String,
+    identity: Identity,
 ) -> Observation {
-    let id = system_id.clone();
-    match observe_inner(gitlab, executors, held, identifying_tags, system_id).await {
+    let (system_id, name_prefix) = (identity.system_id.clone(), identity.name_prefix.clone());
+    match observe_inner(gitlab, executors, held, identity).await {
         Ok(observation) => observation,
-        Err(unreachable) => Observation::unreachable(unreachable.to_string(), &id),
+        Err(unreachable) => {
+            Observation::unreachable(unreachable.to_string(), &system_id, &name_prefix)
+        }
     }
 }
 
 async fn observe_inner(
     gitlab: Arc<GitLab>,
-    executors: Vec<Executor>,
+    executors: Vec<(Executor, Vec<String>)>,
     held: Vec<HeldRunner>,
-    identifying_tags: Vec<String>,
-    system_id: String,
+    identity: Identity,
 ) -> Result<Observation, ApiError> {
+    let system_id = identity.system_id.clone();
     // Phase 1: verify every held token and every executor's own token
     // while listing this host's runners.
-    let held_tokens: Vec<Secret> = dedup(
+    let tokens: Vec<Secret> = dedup(
         held.iter()
             .map(|h| h.credentials.token.clone())
-            .chain(executors.iter().filter_map(|e| e.token.clone())),
+            .chain(executors.iter().filter_map(|(e, _)| e.token.clone())),
     );
     let listing = {
         let gitlab = gitlab.clone();
-        let tags = identifying_tags.clone();
+        let tags = identity.identifying_tags.clone();
         tokio::spawn(async move {
             if !gitlab.has_pat() {
                 return Ok(Listing::NoPat);
@@ -60,55 +71,18 @@ async fn observe_inner(
             }
         })
     };
-    let mut verified = verify_all(&gitlab, held_tokens, &system_id).await?;
+    let mut verified = verify_all(&gitlab, tokens, &system_id).await?;
     let listing = listing
         .await
         .unwrap_or_else(|e| Ok(Listing::Failed(e.to_string())))?;
-
-    // Phase 2: details of kept runners (drift) and of runners whose token
-    // this host lost (a patched server gives it back).
-    let valid = |token: &Secret, verified: &HashMap<Secret, VerifyOutcome>| {
-        matches!(verified.get(token), Some(VerifyOutcome::Valid(_)))
+    let listed: &[ListedRunner] = match &listing {
+        Listing::Listed(runners) => runners,
+        _ => &[],
     };
-    let mut detail_ids: HashSet<u64> = HashSet::new();
-    for executor in &executors {
-        let held_entry = held.iter().find(|h| h.name == executor.name);
-        let held_valid = held_entry.filter(|h| valid(&h.credentials.token, &verified));
-        match (held_valid, &executor.token) {
-            (Some(h), None) if gitlab.has_pat() => {
-                if let Some(VerifyOutcome::Valid(issued)) = verified.get(&h.credentials.token) {
-                    let id = issued.id.unwrap_or(h.credentials.id);
-                    if id != 0 {
-                        detail_ids.insert(id);
-                    }
-                }
-            }
-            (_, Some(_)) | (Some(_), None) => {}
-            (None, None) => {
-                if let Listing::Listed(runners) = &listing {
-                    detail_ids.extend(
-                        runners
-                            .iter()
-                            .filter(|r| r.description.as_deref() == Some(executor.name.as_str()))
-                            .map(|r| r.id),
-                    );
-                }
-            }
-        }
-    }
-    let details = details_of(&gitlab, detail_ids.into_iter().collect()).await?;
 
-    // Phase 3: verify tokens a patched server gave back.
-    let restored: Vec<Secret> = details
-        .values()
-        .filter_map(|d| d.as_ref().ok()?.token.as_ref().map(|t| t.0.clone()))
-        .filter(|t| !verified.contains_key(t))
-        .collect();
-    verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
-
-    // Phase 4: the managers of listed runners that no valid token accounts
-    // for (deletion candidates), so that another host's runner is never
-    // taken for ours. Nothing to read when nothing is to be deleted.
+    // Phase 2: the managers of listed runners that no valid token accounts
+    // for (candidates to delete, or to restore on a patched server), so
+    // that another host's runner is never taken for this host's.
     let accounted: HashSet<u64> = verified
         .values()
         .filter_map(|v| match v {
@@ -116,15 +90,80 @@ async fn observe_inner(
             _ => None,
         })
         .collect();
-    let candidates: Vec<u64> = match &listing {
-        Listing::Listed(runners) => runners
-            .iter()
-            .map(|r| r.id)
-            .filter(|id| !accounted.contains(id))
-            .collect(),
-        _ => Vec::new(),
+    let candidates: Vec<&ListedRunner> = listed
+        .iter()
+        .filter(|r| !accounted.contains(&r.id))
+        .collect();
+    let managers = managers_of(&gitlab, candidates.iter().map(|r| r.id).collect()).await?;
+
+    // Phase 3: details — of kept runners (drift), and of candidates named
+    // like an executor here that no other host uses (a patched server gives
+    // a lost token back; the tags tell an unused runner's owner).
+    let valid = |token: &Secret| matches!(verified.get(token), Some(VerifyOutcome::Valid(_)));
+    let mut detail_ids: HashSet<u64> = HashSet::new();
+    if gitlab.has_pat() {
+        for (executor, _) in executors.iter().filter(|(e, _)| e.token.is_none()) {
+            let Some(h) = held
+                .iter()
+                .find(|h| h.name == executor.name && valid(&h.credentials.token))
+            else {
+                continue;
+            };
+            if let Some(VerifyOutcome::Valid(issued)) = verified.get(&h.credentials.token) {
+                let id = issued.id.unwrap_or(h.credentials.id);
+                if id != 0 {
+                    detail_ids.insert(id);
+                }
+            }
+        }
+    }
+    let not_foreign = |id: u64| match managers.get(&id) {
+        Some(Ok(ids)) => ids.iter().all(|s| *s == system_id),
+        _ => false,
     };
-    let managers = managers_of(&gitlab, candidates).await?;
+    for runner in &candidates {
+        let named_here = executors
+            .iter()
+            .any(|(e, _)| runner.description.as_deref() == Some(e.name.as_str()));
+        if named_here && not_foreign(runner.id) {
+            detail_ids.insert(runner.id);
+        }
+    }
+    let details = details_of(&gitlab, detail_ids.into_iter().collect()).await?;
+
+    // Phase 4: verify tokens a patched server gave back, for runners that
+    // are this host's by `plan::ownership` (a verify registers a manager).
+    let tags_of = |name: &str| {
+        executors
+            .iter()
+            .find(|(e, _)| e.name == name)
+            .map(|(_, tags)| tags.as_slice())
+    };
+    let restored: Vec<Secret> = candidates
+        .iter()
+        .filter(|r| {
+            crate::plan::ownership(
+                r,
+                managers.get(&r.id),
+                details.get(&r.id),
+                tags_of,
+                &system_id,
+                &identity.name_prefix,
+            )
+            .is_ok()
+        })
+        .filter_map(|r| {
+            details
+                .get(&r.id)?
+                .as_ref()
+                .ok()?
+                .token
+                .as_ref()
+                .map(|t| t.0.clone())
+        })
+        .filter(|t| !verified.contains_key(t))
+        .collect();
+    verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
 
     Ok(Observation {
         unreachable: None,
@@ -133,6 +172,7 @@ async fn observe_inner(
         details,
         managers,
         system_id,
+        name_prefix: identity.name_prefix,
     })
 }
 

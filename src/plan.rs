@@ -50,10 +50,12 @@ pub struct Observation {
     pub managers: BTreeMap<u64, Result<Vec<String>, String>>,
     /// This host's system id, as sent with every verify.
     pub system_id: String,
+    /// `"<hostname> <instance> "`: how this host's default runner names start.
+    pub name_prefix: String,
 }
 
 impl Observation {
-    pub fn unreachable(reason: String, system_id: &str) -> Observation {
+    pub fn unreachable(reason: String, system_id: &str, name_prefix: &str) -> Observation {
         Observation {
             unreachable: Some(reason),
             verified: HashMap::new(),
@@ -61,6 +63,7 @@ impl Observation {
             details: BTreeMap::new(),
             managers: BTreeMap::new(),
             system_id: system_id.to_string(),
+            name_prefix: name_prefix.to_string(),
         }
     }
 
@@ -99,6 +102,8 @@ pub struct GitLabPlan {
     pub problems: Vec<String>,
     /// Things worth a warning only.
     pub warnings: Vec<String>,
+    /// `Some(reason)`: the listing failed; nothing deleted or updated.
+    pub listing_failed: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -121,14 +126,18 @@ pub enum RunnerAction {
         reason: String,
     },
     /// Create a runner (`POST /user/runners`, else `POST /runners`).
+    /// `fallback`: the credentials to keep writing if the create fails (a
+    /// UI runner this executor is moving away from).
     Create {
         attributes: RunnerAttributes,
         reason: String,
+        fallback: Option<Credentials>,
     },
     /// The token could not be checked now (GitLab unreachable or a verify
-    /// error): write the held credentials unchanged, if any.
+    /// error): write the held entry exactly as it was, if any.
     Hold {
         credentials: Option<Credentials>,
+        entry: Option<RawEntry>,
         reason: String,
     },
     /// Nothing usable and nothing to do about it (e.g. an executor's own
@@ -164,6 +173,8 @@ pub struct Delete {
     pub reason: String,
     /// Its entry in the last output, carried over until the delete succeeds.
     pub held: Option<RawEntry>,
+    /// Only once the named runner was created (its replacement).
+    pub after_create: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +273,7 @@ fn plan_gitlab(
         offline: seen.unreachable.clone(),
         problems: Vec::new(),
         warnings: Vec::new(),
+        listing_failed: None,
     };
     let wanted: HashSet<&str> = executors.iter().map(|(_, e)| e.name.as_str()).collect();
     // The entry that speaks for each name: the first one GitLab accepts,
@@ -292,22 +304,21 @@ fn plan_gitlab(
         .collect();
 
     if let Some(reason) = &seen.unreachable {
+        // Everything stays exactly as it was (SPEC §5).
         for (i, executor) in executors {
-            let credentials = chosen
-                .get(executor.name.as_str())
-                .map(|h| h.credentials.clone());
+            let entry = chosen.get(executor.name.as_str());
             gitlab.runners.push(RunnerPlan {
                 executor: *i,
                 name: executor.name.clone(),
                 action: RunnerAction::Hold {
-                    credentials,
+                    credentials: entry.map(|h| h.credentials.clone()),
+                    entry: entry.map(|h| h.table.clone()),
                     reason: format!("GitLab unreachable: {reason}"),
                 },
                 update: None,
                 rotate: false,
             });
         }
-        // Entries of removed executors stay until they can be deleted.
         for h in &unwanted {
             gitlab.carry_over.push((h.name.clone(), h.table.clone()));
         }
@@ -319,23 +330,31 @@ fn plan_gitlab(
         _ => None,
     };
     let listed_ids: HashSet<u64> = listed.unwrap_or_default().iter().map(|r| r.id).collect();
-    // gitlab-runner's `unregister` line: a `glrt-` runner without this
-    // host's identifying tags was made in GitLab's UI. Without a PAT the
-    // tool cannot make `glrt-` runners, so every `glrt-` one is the UI's.
-    // After a failed listing nobody can tell: treated as ours, and nothing
-    // is updated or deleted on that GitLab.
-    let made_in_ui = |token: &Secret, id: Option<u64>| {
-        token.is_created_runner_token()
-            && match &seen.listing {
-                Listing::Listed(_) => !id.is_some_and(|id| listed_ids.contains(&id)),
-                Listing::NoPat => true,
-                Listing::Failed(_) => false,
-            }
+    let provenance = Provenance {
+        listing: &seen.listing,
+        listed_ids: &listed_ids,
     };
     let mut claimed: HashMap<u64, String> = HashMap::new();
+    let tags_of = |name: &str| {
+        executors
+            .iter()
+            .find(|(_, e)| e.name == name)
+            .map(|(i, _)| tags[*i].as_slice())
+    };
+    let owns = |runner: &ListedRunner| {
+        ownership(
+            runner,
+            seen.managers.get(&runner.id),
+            seen.details.get(&runner.id),
+            tags_of,
+            &seen.system_id,
+            &seen.name_prefix,
+        )
+    };
 
     for (i, executor) in executors {
         let held_entry = chosen.get(executor.name.as_str()).copied();
+        let owned = |runner: &ListedRunner| owns(runner).is_ok();
         let (action, replaced) = choose_credentials(
             executor,
             held_entry,
@@ -343,7 +362,8 @@ fn plan_gitlab(
             seen,
             &claimed,
             now,
-            &made_in_ui,
+            &provenance,
+            &owned,
         );
         if let Some(replaced) = replaced {
             gitlab.deletes.push(replaced);
@@ -376,21 +396,28 @@ fn plan_gitlab(
             }
             _ => None,
         };
+        // Only a token the tool provably made is rotated: one from an
+        // executor file, or any that might be a UI runner's, is usually
+        // shared by several hosts, and a reset here would lock them out.
         let due = matches!(&action, RunnerAction::Keep { credentials, .. } if credentials.due_for_rotation(now));
-        // A token from an executor file is usually shared by several hosts:
-        // rotating it here would lock the others out.
-        let rotate = due && executor.token.is_none();
+        let rotate = due
+            && executor.token.is_none()
+            && matches!(&action, RunnerAction::Keep { credentials, .. }
+                if provenance.surely_tool_made(&credentials.token, nonzero(credentials.id)));
         if due && !rotate {
             gitlab.warnings.push(format!(
-                "runner `{}`: the `token` in `{}` is near its expiry: make a new one in GitLab's UI",
-                executor.name,
-                executor.file.display()
+                "runner `{}`: its token is near its expiry but may be shared by other hosts (a runner made in \
+                 GitLab's UI): not rotated; make a new one in GitLab's UI",
+                executor.name
             ));
         }
         let action = match action {
-            RunnerAction::Create { reason, .. } => RunnerAction::Create {
+            RunnerAction::Create {
+                reason, fallback, ..
+            } => RunnerAction::Create {
                 attributes: create_attributes(executor, &tags[*i]),
                 reason,
+                fallback,
             },
             other => other,
         };
@@ -413,13 +440,18 @@ fn plan_gitlab(
         gitlab.warnings.push(format!(
             "listing this host's runners failed, so nothing is deleted or updated: {reason}"
         ));
-        gitlab.deletes.clear();
+        gitlab.listing_failed = Some(reason.clone());
+        for d in std::mem::take(&mut gitlab.deletes) {
+            if let Some(entry) = d.held {
+                gitlab.carry_over.push((d.name, entry));
+            }
+        }
         for h in &unwanted {
             gitlab.carry_over.push((h.name.clone(), h.table.clone()));
         }
         return gitlab;
     }
-    let mut deleted_ids: HashSet<u64> = HashSet::new();
+    let mut deleted_ids: HashSet<u64> = gitlab.deletes.iter().filter_map(|d| d.id).collect();
     for h in &unwanted {
         let Some(issued) = seen.valid(&h.credentials.token) else {
             // Rejected: the runner is gone already; the entry is dropped.
@@ -440,7 +472,7 @@ fn plan_gitlab(
             continue;
         }
         let token = h.credentials.token.clone();
-        let (how, reason) = if made_in_ui(&token, id) {
+        let (how, reason) = if provenance.made_in_ui(&token, id) {
             (
                 DeleteHow::Manager(token),
                 "no executor file; runner made in GitLab's UI: only this host's manager",
@@ -462,6 +494,7 @@ fn plan_gitlab(
             how,
             reason: reason.into(),
             held: Some(h.table.clone()),
+            after_create: None,
         });
     }
     let names_kept: HashMap<&str, u64> = gitlab
@@ -494,28 +527,12 @@ fn plan_gitlab(
             None if wanted.contains(name.as_str()) => continue,
             None => "no executor file".to_string(),
         };
-        // The identifying tags of a host are a subset of another's when one
-        // host name is the other's without digits (`ci-node`, `ci-node01`):
-        // a runner that another host's manager uses is not ours to delete.
-        match seen.managers.get(&runner.id) {
-            Some(Ok(system_ids)) => {
-                if let Some(other) = system_ids.iter().find(|s| **s != seen.system_id) {
-                    gitlab.warnings.push(format!(
-                        "runner #{} `{name}` carries this host's identifying tags but another host (system id {other}) \
-                         uses it: not deleted",
-                        runner.id
-                    ));
-                    continue;
-                }
-            }
-            Some(Err(e)) => {
-                gitlab.warnings.push(format!(
-                    "runner #{} `{name}`: cannot read its managers, not deleted: {e}",
-                    runner.id
-                ));
-                continue;
-            }
-            None => continue,
+        if let Err(why) = owns(runner) {
+            gitlab.warnings.push(format!(
+                "runner #{} `{name}` carries this host's identifying tags but {why}: not deleted",
+                runner.id
+            ));
+            continue;
         }
         gitlab.deletes.push(Delete {
             name,
@@ -523,6 +540,7 @@ fn plan_gitlab(
             how: DeleteHow::ById(runner.id),
             reason,
             held: None,
+            after_create: None,
         });
     }
     if cap_deletes && !gitlab.deletes.is_empty() {
@@ -532,18 +550,92 @@ fn plan_gitlab(
             gitlab.deletes.len()
         ));
         for d in std::mem::take(&mut gitlab.deletes) {
-            if let Some(table) = d.held {
-                gitlab.carry_over.push((d.name, table));
+            if let Some(entry) = d.held {
+                gitlab.carry_over.push((d.name, entry));
             }
         }
     }
     gitlab
 }
 
+/// Who made a runner, as far as this host can tell from a token and the
+/// listing of runners carrying its identifying tags (gitlab-runner's
+/// `unregister` line: a `glrt-` runner without them was made in GitLab's UI;
+/// a registration-token runner was made by this tool or the original).
+struct Provenance<'a> {
+    listing: &'a Listing,
+    listed_ids: &'a HashSet<u64>,
+}
+
+impl Provenance<'_> {
+    /// Known to be a UI runner: a `glrt-` token not in the listing, or any
+    /// `glrt-` token where there is no PAT (the tool cannot make one then).
+    fn made_in_ui(&self, token: &Secret, id: Option<u64>) -> bool {
+        token.is_created_runner_token()
+            && match self.listing {
+                Listing::Listed(_) => !id.is_some_and(|id| self.listed_ids.contains(&id)),
+                Listing::NoPat => true,
+                Listing::Failed(_) => false,
+            }
+    }
+
+    /// Known to be this tool's: a registration-token runner, or a listed one.
+    fn surely_tool_made(&self, token: &Secret, id: Option<u64>) -> bool {
+        !token.is_created_runner_token()
+            || (matches!(self.listing, Listing::Listed(_))
+                && id.is_some_and(|id| self.listed_ids.contains(&id)))
+    }
+}
+
+/// Whether a runner found only by the listing (its identifying tags) is
+/// this host's to delete or restore. A host name without digits has tags
+/// that are a subset of its siblings' (`ci-node`, `ci-node01`), and a host
+/// can be named like another's tag: so its managers must all be this host's;
+/// with none (never started, or gone stale after 7 days), its name must be
+/// this host's default one, or an executor's here with no tag that
+/// executor lacks. `tags_of(name)`: the tags of this host's executor of
+/// that name.
+pub fn ownership<'t>(
+    runner: &ListedRunner,
+    managers: Option<&Result<Vec<String>, String>>,
+    details: Option<&Result<RunnerDetails, String>>,
+    tags_of: impl Fn(&str) -> Option<&'t [String]>,
+    system_id: &str,
+    name_prefix: &str,
+) -> Result<(), String> {
+    match managers {
+        Some(Ok(system_ids)) if !system_ids.is_empty() => {
+            match system_ids.iter().find(|s| *s != system_id) {
+                Some(other) => Err(format!("another host (system id {other}) uses it")),
+                None => Ok(()),
+            }
+        }
+        Some(Ok(_)) => {
+            let name = runner.description.as_deref().unwrap_or_default();
+            if name.starts_with(name_prefix) {
+                return Ok(());
+            }
+            match (tags_of(name), details) {
+                (Some(tags), Some(Ok(details)))
+                    if details.tag_list.iter().all(|t| tags.contains(t)) =>
+                {
+                    Ok(())
+                }
+                _ => {
+                    Err("no host uses it and neither its name nor its tags are this host's".into())
+                }
+            }
+        }
+        Some(Err(e)) => Err(format!("its managers cannot be read ({e})")),
+        None => Err("its managers were not read".into()),
+    }
+}
+
 /// Picks the credentials for one executor: its own UI-made token when
 /// GitLab accepts it, else its held token, else a token a patched server
-/// gave back; else create. Also returns the manager delete of a runner this
-/// executor stops using (a replaced UI token).
+/// gave back; else create. Also returns the delete of a runner this
+/// executor stops using.
+#[allow(clippy::too_many_arguments)]
 fn choose_credentials(
     executor: &Executor,
     held: Option<&HeldRunner>,
@@ -551,7 +643,8 @@ fn choose_credentials(
     seen: &Observation,
     claimed: &HashMap<u64, String>,
     now: OffsetDateTime,
-    made_in_ui: &dyn Fn(&Secret, Option<u64>) -> bool,
+    provenance: &Provenance<'_>,
+    owned: &dyn Fn(&ListedRunner) -> bool,
 ) -> (RunnerAction, Option<Delete>) {
     let now = truncate_to_second(now);
     let usable = |issued: &IssuedToken, fallback_id: u64| {
@@ -559,35 +652,41 @@ fn choose_credentials(
         (id == 0 || !claimed.contains_key(&id)).then_some(id)
     };
     let held_valid = held.and_then(|h| seen.valid(&h.credentials.token).map(|issued| (h, issued)));
-    let release = |h: &HeldRunner, issued: &IssuedToken, reason: String| {
-        Some(Delete {
-            name: executor.name.clone(),
-            id: issued.id.or(nonzero(h.credentials.id)),
-            how: DeleteHow::Manager(h.credentials.token.clone()),
-            reason,
-            held: None,
-        })
+    let create = |reason: String, fallback: Option<Credentials>| RunnerAction::Create {
+        attributes: RunnerAttributes::default(),
+        reason,
+        fallback,
     };
     // An executor's own token that GitLab accepts wins over a different
-    // held one: the operator put a new runner's token in the file. (After
-    // gitlab-runner rotated it, the file's token is rejected and the held
-    // successor below is used.)
+    // held one: the operator put a new runner's token in the file. The
+    // runner it used before goes: whole if the tool made it, else only this
+    // host's manager.
     if let Some(own) = &executor.token
         && held.is_none_or(|h| &h.credentials.token != own)
         && let Some(issued) = seen.valid(own)
     {
         let id = issued.id.unwrap_or(0);
         let replaced = held_valid
-            .filter(|(h, old)| old.id.unwrap_or(h.credentials.id) != id)
-            .and_then(|(h, old)| {
-                release(
-                    h,
-                    old,
-                    format!(
-                        "replaced by the `token` in `{}`: only this host's manager",
-                        executor.file.display()
+            .map(|(h, old)| (h, old.id.or(nonzero(h.credentials.id))))
+            .filter(|(_, old_id)| *old_id != Some(id))
+            .map(|(h, old_id)| {
+                let ui = provenance.made_in_ui(&h.credentials.token, old_id);
+                Delete {
+                    name: executor.name.clone(),
+                    id: old_id,
+                    how: if ui {
+                        DeleteHow::Manager(h.credentials.token.clone())
+                    } else {
+                        DeleteHow::ByToken(h.credentials.token.clone())
+                    },
+                    reason: format!(
+                        "replaced by the `token` in `{}`{}",
+                        executor.file.display(),
+                        if ui { ": only this host's manager" } else { "" }
                     ),
-                )
+                    held: Some(h.table.clone()),
+                    after_create: None,
+                }
             });
         return (
             RunnerAction::Keep {
@@ -605,34 +704,57 @@ fn choose_credentials(
     if let Some((h, issued)) = held_valid
         && let Some(id) = usable(issued, h.credentials.id)
     {
-        // The file no longer names the UI-made runner whose token is held:
-        // this executor now wants a runner of the tool's own.
-        if executor.token.is_none() && made_in_ui(&h.credentials.token, nonzero(id)) {
-            let replaced = release(
-                h,
-                issued,
-                "runner made in GitLab's UI, no longer named by a `token`: only this host's manager".into(),
-            );
-            return (
-                RunnerAction::Create {
-                    attributes: RunnerAttributes::default(),
-                    reason: "its held token is a runner made in GitLab's UI; the executor file names none".into(),
-                },
-                replaced,
-            );
-        }
-        return (
-            RunnerAction::Keep {
-                credentials: Credentials {
-                    id,
-                    token: h.credentials.token.clone(),
-                    obtained_at: h.credentials.obtained_at,
-                    expires_at: issued.expires_at.or(h.credentials.expires_at),
-                },
-                reason: "token verified".into(),
+        let keep = RunnerAction::Keep {
+            credentials: Credentials {
+                id,
+                token: h.credentials.token.clone(),
+                obtained_at: h.credentials.obtained_at,
+                expires_at: issued.expires_at.or(h.credentials.expires_at),
             },
-            None,
-        );
+            reason: "token verified".into(),
+        };
+        match &executor.token {
+            // The file's token was rejected: the held one is its successor
+            // only if gitlab-runner rotated a UI runner's token.
+            Some(_) if provenance.surely_tool_made(&h.credentials.token, nonzero(id)) => {
+                return (
+                    RunnerAction::Fail {
+                        reason: format!(
+                            "the `token` in `{}` was rejected by GitLab: fix it, or remove it to keep runner #{id}",
+                            executor.file.display()
+                        ),
+                    },
+                    None,
+                );
+            }
+            Some(_) => return (keep, None),
+            // The file no longer names the UI-made runner whose token is
+            // held: this executor now wants a runner of the tool's own. The
+            // UI runner is let go (only this host's manager) once that
+            // exists; until then its credentials stay.
+            None if provenance.made_in_ui(&h.credentials.token, nonzero(id)) => {
+                let release = Delete {
+                    name: executor.name.clone(),
+                    id: nonzero(id),
+                    how: DeleteHow::Manager(h.credentials.token.clone()),
+                    reason: "runner made in GitLab's UI, no longer named by a `token`: only this host's manager"
+                        .into(),
+                    held: None,
+                    after_create: Some(executor.name.clone()),
+                };
+                let RunnerAction::Keep { credentials, .. } = keep else {
+                    unreachable!("built above as Keep")
+                };
+                return (
+                    create(
+                        "its held token is a runner made in GitLab's UI; the executor file names none".into(),
+                        Some(credentials),
+                    ),
+                    Some(release),
+                );
+            }
+            None => return (keep, None),
+        }
     }
     if let Some(h) = held
         && let Some(VerifyOutcome::Error(e)) = seen.verified.get(&h.credentials.token)
@@ -640,6 +762,7 @@ fn choose_credentials(
         return (
             RunnerAction::Hold {
                 credentials: Some(h.credentials.clone()),
+                entry: Some(h.table.clone()),
                 reason: format!("cannot verify its token: {e}"),
             },
             None,
@@ -655,6 +778,7 @@ fn choose_credentials(
             },
             Some(VerifyOutcome::Error(e)) => RunnerAction::Hold {
                 credentials: None,
+                entry: None,
                 reason: format!("cannot verify its own token: {e}"),
             },
             _ => RunnerAction::Fail {
@@ -666,6 +790,7 @@ fn choose_credentials(
     for runner in listed
         .iter()
         .filter(|r| r.description.as_deref() == Some(executor.name.as_str()))
+        .filter(|r| owned(r))
     {
         if let Some(Ok(details)) = seen.details.get(&runner.id)
             && let Some(token) = &details.token
@@ -699,13 +824,7 @@ fn choose_credentials(
         }
         None => "no runner yet".into(),
     };
-    (
-        RunnerAction::Create {
-            attributes: RunnerAttributes::default(),
-            reason,
-        },
-        None,
-    )
+    (create(reason, None), None)
 }
 
 /// What `POST /user/runners` / `POST /runners` get for a new runner.

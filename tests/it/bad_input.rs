@@ -941,14 +941,6 @@ fn rows() -> Vec<Row> {
             &["--service-instance", "`managed`"],
         ),
         row(
-            "--service-instance with a path in it",
-            |h, _| {
-                h.instance = "../main".into();
-                no_args()
-            },
-            &["--service-instance", "`../main`"],
-        ),
-        row(
             "--hostname with a comma",
             |h, _| {
                 h.hostname = "ci,node01".into();

@@ -13,6 +13,20 @@ fn usage_errors_exit_64_and_help_and_version_exit_0() {
     assert_eq!(bogus.code, 64, "{bogus:?}");
     let bad_timeout = run_command(host.command(&["--timeout", "soon"]));
     assert_eq!(bad_timeout.code, 64, "{bad_timeout:?}");
+    // instance names become file names: a path is a usage error
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_register-runner"));
+    cmd.args([
+        "--prefix",
+        host.prefix.to_str().unwrap(),
+        "--service-instance",
+        "../main",
+    ]);
+    let bad_instance = run_command(cmd);
+    assert_eq!(bad_instance.code, 64, "{bad_instance:?}");
+    assert!(
+        bad_instance.stderr.contains("`../main`"),
+        "{bad_instance:?}"
+    );
     let help = run_command(host.command(&["--help"]));
     assert_eq!(help.code, 0, "{help:?}");
     for flag in [

@@ -198,3 +198,20 @@ fn dry_run_reports_pending_updates_and_duplicates() {
     assert!(run.stdout.contains("config: no change"), "{run:?}");
     no_writes(&sim);
 }
+
+#[test]
+fn a_refused_listing_is_no_clean_plan() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    host.remove_executor("20-docker.toml");
+    host.template_with_pat(&sim.url(), "glpat-expired-0000000000");
+    let run = host.run(&["--dry-run"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("listing this host's runners failed"),
+        "{run:?}"
+    );
+}

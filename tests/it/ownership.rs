@@ -430,3 +430,222 @@ fn a_reset_is_never_repeated_once_it_may_have_reached_gitlab() {
     assert_eq!(runners.len(), 1, "{runners:#?}");
     assert!(host.config().contains(&runners[0].token));
 }
+
+/// What GitLab's 7-day stale-manager clean-up does to a runner.
+fn drop_manager(sim: &Sim, token: &str, system_id: &str) {
+    use std::io::{Read, Write};
+    let body = format!(r#"{{"token":"{token}","system_id":"{system_id}"}}"#);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", sim.port())).unwrap();
+    write!(
+        s,
+        "DELETE /api/v4/runners/managers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
+}
+
+#[test]
+fn switching_to_a_ui_token_deletes_the_tools_own_runner() {
+    let sim = Sim::start();
+    let ui = sim.seed_runner(SeedRunner {
+        description: "ui runner".into(),
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
+    host.shell_executor(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    let own = sim.runners().into_iter().find(|r| r.id != ui.id).unwrap();
+    host.write_executor(
+        "shell.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\ntoken = \"{}\"\n",
+            sim.url(),
+            ui.token
+        ),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        sim.runner(own.id).is_none(),
+        "the tool's own runner #{} is orphaned: {run:?}",
+        own.id
+    );
+    assert_eq!(table_str(&host.config_runners()[0], "token"), ui.token);
+}
+
+#[test]
+fn a_siblings_runner_whose_manager_went_stale_is_not_deleted() {
+    let sim = Sim::start();
+    let node01 = Host::with_hostname("ci-node01");
+    node01.set_system_id("r_node01000000");
+    node01.template_with_pat(&sim.url(), ADMIN_PAT);
+    node01.shell_executor(&sim.url());
+    assert_eq!(node01.run(&[]).code, 0);
+    let theirs = sim.runners()[0].clone();
+    drop_manager(&sim, &theirs.token, "r_node01000000");
+    let node = Host::with_hostname("ci-node");
+    node.set_system_id("r_node00000000");
+    node.template_with_pat(&sim.url(), ADMIN_PAT);
+    node.write_executor(
+        "docker.toml",
+        &format!("url = \"{}\"\nexecutor = \"docker\"\n", sim.url()),
+    );
+    let run = node.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        sim.runner(theirs.id).is_some(),
+        "ci-node deleted ci-node01's runner: {run:?}"
+    );
+}
+
+#[test]
+fn a_patched_server_never_hands_a_siblings_runner_over() {
+    let sim = Sim::start_with(gitlab_sim::SimOptions {
+        patched: true,
+        ..Default::default()
+    });
+    let exec = format!(
+        "url = \"{}\"\nexecutor = \"shell\"\nname = \"batch\"\n",
+        sim.url()
+    );
+    let node01 = Host::with_hostname("ci-node01");
+    node01.set_system_id("r_node01000000");
+    node01.template_with_pat(&sim.url(), ADMIN_PAT);
+    node01.write_executor("batch.toml", &exec);
+    assert_eq!(node01.run(&[]).code, 0);
+    let theirs = sim.runners()[0].clone();
+    let node = Host::with_hostname("ci-node");
+    node.set_system_id("r_node00000000");
+    node.template_with_pat(&sim.url(), ADMIN_PAT);
+    node.write_executor("batch.toml", &exec);
+    let run = node.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let after = sim.runner(theirs.id).unwrap();
+    assert_eq!(after.tag_list, theirs.tag_list, "tags rewritten: {run:?}");
+    assert_eq!(
+        after.managers.len(),
+        1,
+        "a manager of this host was added: {after:#?}"
+    );
+    assert!(
+        !node.config().contains(&theirs.token),
+        "took over ci-node01's runner"
+    );
+    assert_eq!(sim.runners().len(), 2);
+}
+
+#[test]
+fn a_shared_ui_token_is_not_rotated_after_a_failed_listing() {
+    let sim = Sim::start_with(gitlab_sim::SimOptions {
+        token_lifetime: Some(std::time::Duration::from_secs(4)),
+        ..Default::default()
+    });
+    let ui = sim.seed_runner(SeedRunner {
+        description: "shared".into(),
+        ..Default::default()
+    });
+    let hosts = [
+        Host::with_hostname("ci-node01"),
+        Host::with_hostname("ci-node02"),
+    ];
+    for (i, h) in hosts.iter().enumerate() {
+        h.set_system_id(&format!("r_host{i:08}"));
+        h.template_with_pat(&sim.url(), ADMIN_PAT);
+        h.write_executor(
+            "ui.toml",
+            &format!(
+                "url = \"{}\"\nexecutor = \"shell\"\nname = \"shared\"\ntoken = \"{}\"\n",
+                sim.url(),
+                ui.token
+            ),
+        );
+        assert_eq!(h.run(&[]).code, 0);
+    }
+    hosts[0].write_executor(
+        "ui.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nname = \"shared\"\n",
+            sim.url()
+        ),
+    );
+    hosts[0].template_with_pat(&sim.url(), "glpat-expired-0000000000");
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let a = hosts[0].run(&[]);
+    assert_eq!(
+        count(
+            &sim.requests(),
+            "POST",
+            "/api/v4/runners/reset_authentication_token"
+        ),
+        0,
+        "{a:?}"
+    );
+    let b = hosts[1].run(&[]);
+    assert_eq!(b.code, 0, "host 2 locked out:\n{a:?}\n{b:?}");
+}
+
+#[test]
+fn a_ui_runner_is_released_only_once_its_replacement_exists() {
+    let sim = Sim::start();
+    let ui = sim.seed_runner(SeedRunner {
+        description: "gpu".into(),
+        ..Default::default()
+    });
+    let host = Host::new();
+    // A group Owner's PAT cannot create instance runners.
+    host.template_with_pat(&sim.url(), gitlab_sim::USER_PAT);
+    host.write_executor(
+        "gpu.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nname = \"gpu\"\ntoken = \"{}\"\n",
+            sim.url(),
+            ui.token
+        ),
+    );
+    assert_eq!(host.run(&[]).code, 0);
+    host.write_executor(
+        "gpu.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nname = \"gpu\"\n",
+            sim.url()
+        ),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        host.config().contains(&ui.token),
+        "working UI runner dropped: {run:?}"
+    );
+    assert_eq!(
+        sim.runner(ui.id).unwrap().managers.len(),
+        1,
+        "its manager was removed"
+    );
+}
+
+#[test]
+fn a_rejected_executor_token_is_not_silently_replaced_by_the_old_runner() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    host.write_executor(
+        "shell.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\ntoken = \"glrt-revokedrevoked0000\"\n",
+            sim.url()
+        ),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "the file's token was rejected, yet: {run:?}");
+    assert!(
+        run.stderr.contains("shell.toml") && run.stderr.contains("rejected"),
+        "{run:?}"
+    );
+}

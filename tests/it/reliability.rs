@@ -276,3 +276,28 @@ fn an_emptied_executor_directory_deletes_nothing_without_allow_empty() {
     assert!(host.config_runners().is_empty());
     assert_no_secret(&run, &secrets(&sim));
 }
+
+#[test]
+fn unreachable_gitlab_keeps_the_config_byte_for_byte_even_after_edits() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    let before = host.config();
+    host.write_executor(
+        "20-docker.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"docker\"\nlimit = 9\n\n[docker]\nimage = \"alpine:4\"\n",
+            sim.url()
+        ),
+    );
+    sim.stop();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        host.config(),
+        before,
+        "config changed while GitLab was unreachable"
+    );
+}

@@ -793,3 +793,19 @@ fn a_settings_update_gitlab_refuses_is_a_warning() {
         original.id as i64
     );
 }
+
+#[test]
+fn the_tools_own_rotation_is_not_taken_for_gitlab_runners() {
+    let sim = Sim::start_with(SimOptions {
+        token_lifetime: Some(std::time::Duration::from_secs(4)),
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    let run = host.run(&[]);
+    assert!(run.stderr.contains("rotating token"), "{run:?}");
+    assert!(!run.stderr.contains("gitlab-runner rotated"), "{run:?}");
+}
