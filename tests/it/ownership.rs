@@ -265,11 +265,9 @@ fn another_instance_on_the_same_prefix_never_loses_a_token() {
     );
 }
 
-/// A UI-made runner's token is meant to be shared by many hosts (one runner,
-/// one manager per host): rotating it on one would lock the others out, so
-/// it is left alone with a warning.
-#[test]
-fn a_shared_ui_token_is_not_rotated() {
+/// A UI runner with a 4-second token, its token in the executor file of two
+/// hosts, each started once.
+fn two_hosts_sharing_a_ui_token() -> (Sim, [Host; 2]) {
     let sim = Sim::start_with(gitlab_sim::SimOptions {
         token_lifetime: Some(std::time::Duration::from_secs(4)),
         ..Default::default()
@@ -295,10 +293,28 @@ fn a_shared_ui_token_is_not_rotated() {
         );
         assert_eq!(h.run(&[]).code, 0);
     }
+    (sim, hosts)
+}
+
+/// A UI-made runner's token is meant to be shared by many hosts (one runner,
+/// one manager per host): rotating it on one would lock the others out, so
+/// it is left alone with a warning.
+#[test]
+fn a_shared_ui_token_is_not_rotated() {
+    let (sim, hosts) = two_hosts_sharing_a_ui_token();
     std::thread::sleep(std::time::Duration::from_millis(3200));
+    sim.clear_requests();
     let a = hosts[0].run(&[]);
     assert_eq!(a.code, 0, "{a:?}");
     assert!(a.stderr.contains("near its expiry"), "{a:?}");
+    assert_eq!(
+        count(
+            &sim.requests(),
+            "POST",
+            "/api/v4/runners/reset_authentication_token"
+        ),
+        0
+    );
     let b = hosts[1].run(&[]);
     assert_eq!(
         b.code, 0,
@@ -541,31 +557,7 @@ fn a_patched_server_never_hands_a_siblings_runner_over() {
 
 #[test]
 fn a_shared_ui_token_is_not_rotated_after_a_failed_listing() {
-    let sim = Sim::start_with(gitlab_sim::SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
-    let ui = sim.seed_runner(SeedRunner {
-        description: "shared".into(),
-        ..Default::default()
-    });
-    let hosts = [
-        Host::with_hostname("ci-node01"),
-        Host::with_hostname("ci-node02"),
-    ];
-    for (i, h) in hosts.iter().enumerate() {
-        h.set_system_id(&format!("r_host{i:08}"));
-        h.template_with_pat(&sim.url(), ADMIN_PAT);
-        h.write_executor(
-            "ui.toml",
-            &format!(
-                "url = \"{}\"\nexecutor = \"shell\"\nname = \"shared\"\ntoken = \"{}\"\n",
-                sim.url(),
-                ui.token
-            ),
-        );
-        assert_eq!(h.run(&[]).code, 0);
-    }
+    let (sim, hosts) = two_hosts_sharing_a_ui_token();
     hosts[0].write_executor(
         "ui.toml",
         &format!(
