@@ -176,10 +176,6 @@ impl RunnerAttributes {
         );
         map
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.to_json().is_empty()
-    }
 }
 
 /// One GitLab instance.
@@ -838,10 +834,6 @@ fn gitlab_message(body: &[u8]) -> String {
     short
 }
 
-/// Parses GitLab's RFC 3339 timestamps.
-pub fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
 
 #[cfg(test)]
 mod tests {
