@@ -834,7 +834,6 @@ fn gitlab_message(body: &[u8]) -> String {
     short
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
