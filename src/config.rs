@@ -18,7 +18,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use toml_edit::{DocumentMut, Item, Table, Value};
 
 use crate::fsutil;
-use crate::secret::Secret;
+use crate::secret::{Secret, TOKEN_MARKERS};
 
 /// Keys of an executor file that the tool consumes; never written out.
 const TOOL_KEYS: &[&str] = &[
@@ -249,6 +249,13 @@ impl TomlSource {
                 e.message().trim_end()
             )
         })?;
+        if let Some((span, what)) = toml_1_1_syntax(doc.as_table(), &source.text) {
+            bail!(
+                "`{}`{}: {what} is TOML 1.1, which gitlab-runner cannot read: write it as TOML 1.0",
+                source.path.display(),
+                source.position(Some(span)),
+            );
+        }
         Ok((source, doc))
     }
 
@@ -351,6 +358,65 @@ impl TomlSource {
     }
 }
 
+/// The first TOML 1.1 construct in a parsed file, if any. The parser
+/// accepts TOML 1.1, but gitlab-runner's (BurntSushi/toml) reads TOML 1.0,
+/// and what is copied into config.toml must stay readable by it.
+fn toml_1_1_syntax(table: &Table, text: &str) -> Option<(Range<usize>, &'static str)> {
+    table.iter().find_map(|(_, item)| match item {
+        Item::Value(v) => value_1_1_syntax(v, text),
+        Item::Table(t) => toml_1_1_syntax(t, text),
+        Item::ArrayOfTables(a) => a.iter().find_map(|t| toml_1_1_syntax(t, text)),
+        Item::None => None,
+    })
+}
+
+fn value_1_1_syntax(value: &Value, text: &str) -> Option<(Range<usize>, &'static str)> {
+    let span = value.span()?;
+    let raw = text.get(span.clone())?;
+    match value {
+        Value::String(_) if raw.starts_with('"') => {
+            let mut chars = raw.char_indices();
+            while let Some((_, c)) = chars.next() {
+                if c == '\\'
+                    && let Some((at, escape)) = chars.next()
+                    && matches!(escape, 'e' | 'x')
+                {
+                    let start = span.start + at - 1;
+                    let what = if escape == 'e' {
+                        "the escape `\\e`"
+                    } else {
+                        "an escape `\\xHH`"
+                    };
+                    return Some((start..start + 2, what));
+                }
+            }
+            None
+        }
+        Value::Datetime(d) if d.value().time.is_some_and(|t| t.second.is_none()) => {
+            Some((span, "a time without seconds"))
+        }
+        Value::Array(array) => array.iter().find_map(|v| value_1_1_syntax(v, text)),
+        Value::InlineTable(t) => {
+            if t.trailing_comma() {
+                return Some((span, "a trailing comma in an inline table"));
+            }
+            // Between the braces, outside the values, only spaces may stand.
+            let mut outside = raw.to_string().into_bytes();
+            for (_, v) in t.iter() {
+                if let Some(inner) = v.span() {
+                    let (a, b) = (inner.start - span.start, inner.end - span.start);
+                    outside[a..b].fill(b' ');
+                }
+            }
+            if outside.iter().any(|b| matches!(b, b'\n' | b'#')) {
+                return Some((span, "an inline table over several lines"));
+            }
+            t.iter().find_map(|(_, v)| value_1_1_syntax(v, text))
+        }
+        _ => None,
+    }
+}
+
 fn kind(item: &Item) -> &'static str {
     match item {
         Item::None => "nothing",
@@ -381,12 +447,23 @@ fn load_template(env: &LoadEnv) -> Result<Template> {
         );
     }
     let (source, doc) = TomlSource::read(&path)?;
-    if let Some(item) = doc.get("runners") {
-        return Err(source.error(
-            "runners",
-            item,
-            "the template must not hold `[[runners]]`: executors live in one file each under the instance directory",
-        ));
+    // Case-insensitively, as gitlab-runner reads keys (see load_executor).
+    for (key, item) in doc.iter() {
+        let lower = key.to_ascii_lowercase();
+        if lower == "runners" {
+            return Err(source.error(
+                key,
+                item,
+                "the template must not hold `[[runners]]`: executors live in one file each under the instance directory",
+            ));
+        }
+        if lower == "client_configs" && key != lower {
+            return Err(source.error(
+                key,
+                item,
+                "write `client_configs` in lower case: any other spelling would be copied into config.toml",
+            ));
+        }
     }
     let Some(item) = doc.get("client_configs") else {
         bail!(
@@ -434,12 +511,76 @@ fn load_template(env: &LoadEnv) -> Result<Template> {
         clients.push(client);
     }
     let mut globals = doc.into_mut();
+    drop_client_configs_comments(&mut globals);
     globals.remove("client_configs");
     Ok(Template {
         path,
         globals,
         clients,
     })
+}
+
+/// Comments below a `[[client_configs]]` entry's last key (an old token
+/// commented out, say) belong, for the parser, to the next table's header or
+/// to the end of the file, and would outlive the entry's removal. Those go;
+/// a next table keeps only the comment block right above its header, minus
+/// any line that mentions a token.
+fn drop_client_configs_comments(doc: &mut DocumentMut) {
+    fn headers(table: &Table, client: bool, out: &mut Vec<(isize, bool)>) {
+        if let Some(p) = table.position() {
+            out.push((p, client));
+        }
+        for (key, item) in table.iter() {
+            match item {
+                Item::Table(t) => headers(t, client, out),
+                Item::ArrayOfTables(a) => {
+                    let client = client || key == "client_configs";
+                    a.iter().for_each(|t| headers(t, client, out));
+                }
+                _ => {}
+            }
+        }
+    }
+    fn trim_after_clients(table: &mut Table, after_clients: &[isize]) {
+        if table.position().is_some_and(|p| after_clients.contains(&p))
+            && let Some(prefix) = table.decor().prefix().and_then(|p| p.as_str())
+        {
+            let lines: Vec<&str> = prefix.split_inclusive('\n').collect();
+            let own = lines
+                .iter()
+                .rposition(|l| l.trim().is_empty())
+                .map_or(0, |i| i + 1);
+            let mut kept: String = if own > 0 { "\n".into() } else { String::new() };
+            for line in &lines[own..] {
+                let lower = line.to_ascii_lowercase();
+                if !lower.contains("token") && !TOKEN_MARKERS.iter().any(|m| line.contains(m)) {
+                    kept.push_str(line);
+                }
+            }
+            table.decor_mut().set_prefix(kept);
+        }
+        for (_, item) in table.iter_mut() {
+            match item {
+                Item::Table(t) => trim_after_clients(t, after_clients),
+                Item::ArrayOfTables(a) => a
+                    .iter_mut()
+                    .for_each(|t| trim_after_clients(t, after_clients)),
+                _ => {}
+            }
+        }
+    }
+    let mut all = Vec::new();
+    headers(doc.as_table(), false, &mut all);
+    all.sort();
+    let after_clients: Vec<isize> = all
+        .windows(2)
+        .filter(|w| w[0].1 && !w[1].1)
+        .map(|w| w[1].0)
+        .collect();
+    trim_after_clients(doc.as_table_mut(), &after_clients);
+    if all.last().is_some_and(|(_, client)| *client) {
+        doc.set_trailing("");
+    }
 }
 
 const CLIENT_KEYS: &[&str] = &[
@@ -522,16 +663,14 @@ fn load_client_config(source: &TomlSource, table: &Table, env: &LoadEnv) -> Resu
     let tls_ca = match source.non_empty_string(table, "tls_ca_file")? {
         None => None,
         Some(file) => {
-            let path = resolve(&env.prefix, None, &file);
-            let shown = shown_path(&env.prefix, &file, &path);
+            // A `*_file` like the secrets (SPEC §2): relative to
+            // `$CREDENTIALS_DIRECTORY` when set, and it may be a link.
+            let base = env.credentials_directory.as_deref().unwrap_or(&env.prefix);
+            let path = resolve(&env.prefix, env.credentials_directory.as_deref(), &file);
+            let shown = shown_path(base, &file, &path);
             let at = source.position(table["tls_ca_file"].span());
-            let pem = fsutil::read_input(&path).map_err(|e| {
-                anyhow!(
-                    "`{}`{at}: key `tls_ca_file`: {}",
-                    source.path.display(),
-                    format!("{e:#}").replace(&path.display().to_string(), &shown)
-                )
-            })?;
+            let pem = read_secret_file(&path, &shown)
+                .with_context(|| format!("`{}`{at}: key `tls_ca_file`", source.path.display()))?;
             if !pem.contains("-----BEGIN CERTIFICATE-----") {
                 bail!(
                     "`{}`{at}: key `tls_ca_file`: `{shown}` holds no PEM certificate",
@@ -611,7 +750,7 @@ fn shown_url(url: &str) -> String {
             let address_like = url.contains(['.', '/', ':']);
             let risky = url.contains(['@', '?', '#'])
                 || url.chars().any(char::is_whitespace)
-                || SECRET_MARKERS.iter().any(|m| url.contains(m));
+                || TOKEN_MARKERS.iter().any(|m| url.contains(m));
             if address_like && !risky {
                 url.to_string()
             } else {
@@ -620,19 +759,6 @@ fn shown_url(url: &str) -> String {
         }
     }
 }
-
-/// Prefixes of GitLab tokens (personal, runner, registration, deploy, …).
-const SECRET_MARKERS: &[&str] = &[
-    "glpat-",
-    "glrt-",
-    "glrtr-",
-    "GR1348941",
-    "gldt-",
-    "glptt-",
-    "glcbt-",
-    "gloas-",
-    "glsoat-",
-];
 
 /// Decodes a PEM bundle and hands each certificate to a TLS client
 /// builder (no network), as the GitLab client will later: a certificate
@@ -692,8 +818,8 @@ fn secret(source: &TomlSource, table: &Table, key: &str, env: &LoadEnv) -> Resul
     }
 }
 
-/// Secret files may be links (systemd credentials, config management), but
-/// otherwise follow the input rules.
+/// Secret files and `tls_ca_file` may be links (systemd credentials, config
+/// management), but otherwise follow the input rules.
 fn read_secret_file(path: &Path, shown: &str) -> Result<String> {
     use std::io::Read;
     let context = || format!("cannot read `{shown}`");
@@ -708,7 +834,7 @@ fn read_secret_file(path: &Path, shown: &str) -> Result<String> {
         .and_then(|f| f.take(fsutil::MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
         .with_context(context)?;
     if bytes.len() as u64 > fsutil::MAX_INPUT_BYTES {
-        bail!("`{shown}` is too large for a token");
+        bail!("`{shown}` is larger than {} bytes", fsutil::MAX_INPUT_BYTES);
     }
     String::from_utf8(bytes).map_err(|_| anyhow!("`{shown}` is not UTF-8 text"))
 }
@@ -717,7 +843,7 @@ fn read_secret_file(path: &Path, shown: &str) -> Result<String> {
 /// wrong key: it holds a GitLab token prefix, or it is a long run of
 /// token characters (old registration tokens have no prefix).
 fn looks_like_token(value: &str) -> bool {
-    SECRET_MARKERS.iter().any(|m| value.contains(m))
+    TOKEN_MARKERS.iter().any(|m| value.contains(m))
         || (value.len() >= 20
             && !value.contains(['/', '.'])
             && value
@@ -882,6 +1008,32 @@ fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Exec
             }
         }
     }
+    // gitlab-runner decodes config.toml with BurntSushi/toml, which matches
+    // a key to a field case-insensitively when no exact match exists: a
+    // `Token` or `[runners.docker]` copied through would compete with what
+    // the tool writes. Such keys are mistakes; refuse them.
+    for (key, item) in table.iter() {
+        let lower = key.to_ascii_lowercase();
+        if lower == "runners" {
+            return Err(source.error(
+                key,
+                item,
+                "an executor file holds the inside of one `[[runners]]` entry: \
+                 write `[docker]`, `[cache]`, … rather than `[runners.docker]`",
+            ));
+        }
+        let reserved = TOOL_KEYS.iter().chain(GENERATED_KEYS).any(|k| *k == lower);
+        if reserved && key != lower {
+            return Err(source.error(
+                key,
+                item,
+                format!(
+                    "differs only in case from `{lower}`, which register-runner reads or writes itself \
+                     (gitlab-runner matches keys case-insensitively): write `{lower}`"
+                ),
+            ));
+        }
+    }
     let mut settings = doc.into_mut().as_table().clone();
     for key in TOOL_KEYS {
         settings.remove(key);
@@ -897,6 +1049,85 @@ fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Exec
         server,
         settings,
     })
+}
+
+#[cfg(test)]
+mod syntax_tests {
+    use super::*;
+
+    fn first_1_1(text: &str) -> Option<&'static str> {
+        let doc = toml_edit::Document::parse(text.to_string()).unwrap();
+        toml_1_1_syntax(doc.as_table(), text).map(|(_, what)| what)
+    }
+
+    #[test]
+    fn toml_1_0_passes() {
+        let text = r##"
+a = "x\\e \\x41 \u001b"
+b = 'C:\e\x'
+c = """
+\\e"""
+t = { a = "#", b = [1,
+  2] }
+arr = [
+  1, # comment
+  2,
+]
+d = 1979-05-27T07:32:00Z
+e = 07:32:00
+[docker]
+sysctls = { "net.ipv4.ip_forward" = "1" }
+"##;
+        assert_eq!(first_1_1(text), None);
+    }
+
+    #[test]
+    fn toml_1_1_is_found_at_any_depth() {
+        for (text, what) in [
+            ("a = \"\\e[0m\"\n", "the escape `\\e`"),
+            ("[x]\na = [\"\\x41\"]\n", "an escape `\\xHH`"),
+            ("a = 07:32\n", "a time without seconds"),
+            ("a = 1979-05-27T07:32Z\n", "a time without seconds"),
+            (
+                "[[x]]\na = { b = 1, }\n",
+                "a trailing comma in an inline table",
+            ),
+            (
+                "a = { b = 1,\n c = 2 }\n",
+                "an inline table over several lines",
+            ),
+            (
+                "a = { b = { c = 1 # no\n } }\n",
+                "an inline table over several lines",
+            ),
+        ] {
+            assert_eq!(first_1_1(text), Some(what), "{text}");
+        }
+    }
+
+    #[test]
+    fn comments_among_client_configs_are_dropped() {
+        let mut doc: DocumentMut = "# global\nconcurrent = 4\n\n[[client_configs]]\nurl = \"a\"\n\
+             # personal_access_token = \"glpat-old-secret\"\n# old\n\n# the session server\n\
+             [session_server]\nlisten_address = \"x\"\n\n[[client_configs]]\nurl = \"b\"\n\
+             # registration_token = \"GR1348941old\"\n"
+            .parse()
+            .unwrap();
+        drop_client_configs_comments(&mut doc);
+        doc.remove("client_configs");
+        assert_eq!(
+            doc.to_string(),
+            "# global\nconcurrent = 4\n\n# the session server\n[session_server]\nlisten_address = \"x\"\n"
+        );
+        // No blank line: only lines that mention a token go.
+        let mut doc: DocumentMut =
+            "[[client_configs]]\nurl = \"a\"\n# token = \"x\"\n# session\n[session_server]\n"
+                .parse()
+                .unwrap();
+        drop_client_configs_comments(&mut doc);
+        doc.remove("client_configs");
+        assert_eq!(doc.to_string(), "# session\n[session_server]\n");
+    }
 }
 
 #[cfg(test)]

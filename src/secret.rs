@@ -11,6 +11,55 @@ use std::fmt;
 /// Token prefixes GitLab puts in front of the random part (gitlab-api.md §11).
 const KNOWN_PREFIXES: &[&str] = &["glrtr-", "glrt-", "glpat-", "GR1348941"];
 
+/// Prefixes of GitLab tokens (personal, runner, registration, deploy, …).
+pub const TOKEN_MARKERS: &[&str] = &[
+    "glpat-",
+    "glrt-",
+    "glrtr-",
+    "GR1348941",
+    "gldt-",
+    "glptt-",
+    "glcbt-",
+    "gloas-",
+    "glsoat-",
+];
+
+/// The text with every token-shaped word (a [`TOKEN_MARKERS`] prefix and
+/// the token characters after it) in short form, and short forms left as
+/// they are. A backstop for text copied from operators' files, such as a
+/// token in a comment, on its way to the dry-run output.
+///
+/// ```
+/// use register_runner::secret::mask_token_like;
+/// assert_eq!(
+///     mask_token_like("# old = \"glpat-0123456789abcdef\", glrt-abcd… kept"),
+///     "# old = \"glpat-0123…\", glrt-abcd… kept"
+/// );
+/// ```
+pub fn mask_token_like(text: &str) -> String {
+    let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((at, marker)) = TOKEN_MARKERS
+        .iter()
+        .filter_map(|m| rest.find(m).map(|at| (at, *m)))
+        .min()
+    {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + marker.len()..];
+        let len = after.find(|c| !is_token_char(c)).unwrap_or(after.len());
+        let word = &rest[at..at + marker.len() + len];
+        if after[len..].starts_with('…') {
+            out.push_str(word);
+        } else {
+            out.push_str(&short_form(word));
+        }
+        rest = &rest[at + word.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// A secret value that never prints itself.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);

@@ -1051,6 +1051,113 @@ fn rows() -> Vec<Row> {
             },
             &["30-custom.toml", "key `url`"],
         ),
+        row(
+            "executor: [runners.docker] instead of [docker]",
+            |h, s| {
+                shell(h, s, "\n[runners.docker]\nimage = \"alpine\"\n");
+                no_args()
+            },
+            &["10-shell.toml", "key `runners`", "[docker]"],
+        ),
+        row(
+            "executor: Token in another case",
+            |h, s| {
+                shell(h, s, "Token = \"glrt-case-collision-0123456789\"\n");
+                no_args()
+            },
+            &[
+                "10-shell.toml",
+                "key `Token`",
+                "line 3",
+                "differs only in case",
+            ],
+        ),
+        row(
+            "executor: ID in another case",
+            |h, s| {
+                shell(h, s, "ID = 7\n");
+                no_args()
+            },
+            &["10-shell.toml", "key `ID`", "`id`"],
+        ),
+        row(
+            "template: [[Runners]] in another case",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!(
+                        "personal_access_token = \"{ADMIN_PAT}\"\n\n[[Runners]]\nname = \"x\"\n"
+                    ),
+                );
+                no_args()
+            },
+            &["config.template.main.toml", "key `Runners`", "[[runners]]"],
+        ),
+        row(
+            "template: Client_Configs in another case",
+            |h, s| {
+                h.write_template(&format!(
+                    "concurrent = 4\n\n[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n\n[[Client_Configs]]\nurl = \"https://other.example.com\"\n",
+                    s.url()
+                ));
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "key `Client_Configs`",
+                "lower case",
+            ],
+        ),
+        row(
+            "executor: TOML 1.1 escape \\e",
+            |h, s| {
+                shell(h, s, "environment = [\"PS1=\\e[0m\"]\n");
+                no_args()
+            },
+            &["10-shell.toml", "line 3", "TOML 1.1", "`\\e`"],
+        ),
+        row(
+            "executor: TOML 1.1 inline table over several lines",
+            |h, s| {
+                shell(
+                    h,
+                    s,
+                    "[docker]\nsysctls = {\n  \"net.ipv4.ip_forward\" = \"1\"\n}\n",
+                );
+                no_args()
+            },
+            &["10-shell.toml", "line 4", "TOML 1.1", "several lines"],
+        ),
+        row(
+            "executor: TOML 1.1 trailing comma in an inline table",
+            |h, s| {
+                shell(
+                    h,
+                    s,
+                    "[docker]\nsysctls = { \"net.ipv4.ip_forward\" = \"1\", }\n",
+                );
+                no_args()
+            },
+            &["10-shell.toml", "line 4", "TOML 1.1", "trailing comma"],
+        ),
+        row(
+            "template: TOML 1.1 time without seconds",
+            |h, s| {
+                template(
+                    h,
+                    s,
+                    &format!("personal_access_token = \"{ADMIN_PAT}\"\n\n[x]\nat = 07:32\n"),
+                );
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "line 8",
+                "TOML 1.1",
+                "without seconds",
+            ],
+        ),
         fresh(
             "fresh host: --capture-tags program fails",
             |h, _| {

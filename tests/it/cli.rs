@@ -104,8 +104,18 @@ fn secrets_from_credentials_directory() {
     let creds = host.dir.path().join("credentials");
     std::fs::create_dir(&creds).unwrap();
     std::fs::write(creds.join("gitlab-pat"), format!("  {ADMIN_PAT}\n")).unwrap();
+    // systemd's credentials directory holds links at times; the CA bundle is
+    // read from there too (one real certificate of the system's bundle).
+    let system_bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt")
+        .expect("the system CA bundle (Debian's ca-certificates)");
+    let end = "-----END CERTIFICATE-----\n";
+    let first = &system_bundle[system_bundle.find("-----BEGIN CERTIFICATE-----").unwrap()
+        ..system_bundle.find(end).unwrap() + end.len()];
+    let elsewhere = host.dir.path().join("site-ca.pem");
+    std::fs::write(&elsewhere, first).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, creds.join("ca.pem")).unwrap();
     host.write_template(&format!(
-        "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
+        "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\ntls_ca_file = \"ca.pem\"\n",
         sim.url()
     ));
     host.shell_executor(&sim.url());
