@@ -61,11 +61,8 @@ pub fn render(globals: &DocumentMut, runners: &[OutputRunner<'_>], secrets: Secr
             } => executor_table(executor, url, credentials.as_ref(), secrets),
             OutputRunner::Kept(table) => {
                 let mut table = (*table).clone();
-                if secrets == Secrets::Mask
-                    && let Some(token) =
-                        table.get("token").and_then(|t| t.as_str()).map(Secret::new)
-                {
-                    table.insert("token", value(token.short()));
+                if secrets == Secrets::Mask {
+                    mask_table_tokens(&mut table);
                 }
                 table
             }
@@ -121,8 +118,11 @@ fn executor_table(
     table.insert("token_obtained_at", value(obtained));
     table.insert("token_expires_at", value(expires));
     table.insert("executor", value(executor.executor.as_str()));
-    for (key, item) in executor.settings.iter() {
-        table.insert(key, item.clone());
+    // With the key's own decor, so that comments above a setting stay.
+    for (key, _) in executor.settings.iter() {
+        if let Some((key, item)) = executor.settings.get_key_value(key) {
+            table.insert_formatted(key, item.clone());
+        }
     }
     table
 }
@@ -160,18 +160,29 @@ pub fn mask_tokens(text: &str) -> String {
     let Ok(mut doc) = text.parse::<DocumentMut>() else {
         return String::new();
     };
-    if let Some(Item::ArrayOfTables(array)) = doc.get_mut("runners") {
-        for table in array.iter_mut() {
-            if let Some(token) = table.get("token").and_then(|t| t.as_str()).map(Secret::new) {
-                let mut masked = toml_edit::Value::from(token.short());
-                if let Some(old) = table.get("token").and_then(|t| t.as_value()) {
-                    *masked.decor_mut() = old.decor().clone();
-                }
-                table.insert("token", Item::Value(masked));
-            }
+    for (key, item) in doc.iter_mut() {
+        if key.eq_ignore_ascii_case("runners")
+            && let Item::ArrayOfTables(array) = item
+        {
+            array.iter_mut().for_each(mask_table_tokens);
         }
     }
     doc.to_string()
+}
+
+/// Puts the short form in place of a runner entry's token, under any
+/// spelling of the key (gitlab-runner reads keys case-insensitively).
+fn mask_table_tokens(table: &mut Table) {
+    for (key, item) in table.iter_mut() {
+        if key.eq_ignore_ascii_case("token")
+            && let Some(old) = item.as_value()
+            && let Some(token) = old.as_str().map(Secret::new)
+        {
+            let mut masked = toml_edit::Value::from(token.short());
+            *masked.decor_mut() = old.decor().clone();
+            *item = Item::Value(masked);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -201,8 +212,9 @@ mod tests {
             "# global\nconcurrent = 4\n\n[session_server]\nlisten_address = \"[::]:8093\"\n"
                 .parse()
                 .unwrap();
-        let exec =
-            executor("limit = 2\n\n[docker]\nimage = \"alpine\"\n\n[cache]\nType = \"s3\"\n");
+        let exec = executor(
+            "# two at a time\nlimit = 2\n\n[docker]\nimage = \"alpine\"\n\n[cache]\nType = \"s3\"\n",
+        );
         let creds = Credentials {
             id: 12,
             token: Secret::new("glrt-0123456789abcdef"),
@@ -229,6 +241,7 @@ token = "glrt-0123456789abcdef"
 token_obtained_at = 2026-11-22T10:00:00Z
 token_expires_at = 0001-01-01T00:00:00Z
 executor = "docker"
+# two at a time
 limit = 2
 
 [runners.docker]
@@ -242,5 +255,10 @@ Type = "s3"
         assert!(masked.contains("token = \"glrt-0123…\""), "{masked}");
         assert!(!masked.contains("glrt-0123456789abcdef"));
         assert_eq!(mask_tokens(&text), masked);
+        let odd = "[[Runners]]\nname = \"x\"\nToken = \"glrt-0123456789abcdef\" # c\n";
+        assert_eq!(
+            mask_tokens(odd),
+            "[[Runners]]\nname = \"x\"\nToken = \"glrt-0123…\" # c\n"
+        );
     }
 }

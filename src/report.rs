@@ -86,15 +86,18 @@ fn nonzero(id: u64) -> Option<u64> {
 }
 
 /// A unified diff of the output file, `--- current` / `+++ planned`.
+/// Tokens were masked while rendering; anything token-shaped left (in a
+/// comment copied from the template, say) is masked here too.
 pub fn diff(current: &str, planned: &str) -> String {
     if current == planned {
         return String::new();
     }
-    similar::TextDiff::from_lines(current, planned)
+    let diff = similar::TextDiff::from_lines(current, planned)
         .unified_diff()
         .context_radius(3)
         .header("current", "planned")
-        .to_string()
+        .to_string();
+    crate::secret::mask_token_like(&diff)
 }
 
 /// The text report.

@@ -215,3 +215,47 @@ fn a_refused_listing_is_no_clean_plan() {
         "{run:?}"
     );
 }
+
+#[test]
+fn comments_keep_their_place_and_never_leak_a_token() {
+    const OLD_PAT: &str = "glpat-retired-0123456789abcdef";
+    let sim = Sim::start();
+    let host = Host::new();
+    host.write_template(&format!(
+        "# rotated 2026-11: {OLD_PAT}\nconcurrent = 4\n\n[[client_configs]]\nurl = \"{}\"\n\
+         personal_access_token = \"{ADMIN_PAT}\"\n# personal_access_token = \"{OLD_PAT}\"\n\n\
+         # the session server\n[session_server]\nlisten_address = \"[::]:8093\"\n",
+        sim.url()
+    ));
+    host.write_executor(
+        "10-shell.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\n# two at a time\nlimit = 2\n",
+            sim.url()
+        ),
+    );
+
+    let dry = host.run(&["--dry-run"]);
+    assert_eq!(dry.code, 2, "{dry:?}");
+    assert!(
+        dry.stdout.contains("+# rotated 2026-11: glpat-reti…\n"),
+        "{dry:?}"
+    );
+    assert!(!dry.all_output().contains(OLD_PAT), "{dry:?}");
+    assert_no_secret(&dry, &secrets(&sim));
+
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let config = host.config();
+    // The commented-out token below the client config is gone; the comment
+    // above `[session_server]` and the one above `limit` stay.
+    assert!(!config.contains("personal_access_token"), "{config}");
+    assert!(
+        config.contains("concurrent = 4\n\n# the session server\n[session_server]\n"),
+        "{config}"
+    );
+    assert!(
+        config.contains("executor = \"shell\"\n# two at a time\nlimit = 2\n"),
+        "{config}"
+    );
+}
