@@ -102,6 +102,19 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
 
     // 3. The last output is the token store.
     let store = TokenStore::load(&output_path, OffsetDateTime::now_utc())?;
+    // A verify registers a runner manager under the system id it carries.
+    // A random id a dry-run made up would never be used again, so every
+    // verify would leave a stray manager in GitLab.
+    let has_tokens_to_verify =
+        !store.runners.is_empty() || inputs.executors.iter().any(|e| e.token.is_some());
+    if cli.dry_run && system_id.needs_write && !system_id.from_machine && has_tokens_to_verify {
+        bail!(
+            "`{}` is missing or invalid and this host has no machine-id, so the system id the next real run \
+             will choose is not known yet; a dry-run would register runner managers under a throwaway id. \
+             Run once without --dry-run, or write an id (`r_` + 12 letters or digits) to that file",
+            system_id.path.display()
+        );
+    }
 
     // 4. Observe every GitLab concurrently, then plan.
     let runtime = tokio::runtime::Builder::new_current_thread()

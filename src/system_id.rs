@@ -27,12 +27,29 @@ pub struct SystemId {
     pub value: String,
     pub path: PathBuf,
     pub needs_write: bool,
+    /// Derived from the machine id (the same on every run), not random.
+    pub from_machine: bool,
 }
 
 impl SystemId {
     /// Reads `<prefix>/.runner_system_id`, or derives a new id.
     pub fn load(prefix: &Path) -> Result<SystemId> {
+        Self::load_with(prefix, read_machine_id)
+    }
+
+    fn load_with(prefix: &Path, machine_id: impl Fn() -> Option<String>) -> Result<SystemId> {
         let path = prefix.join(FILE_NAME);
+        let generated = |path: PathBuf| {
+            let machine_id = machine_id();
+            SystemId {
+                value: machine_id
+                    .as_deref()
+                    .map_or_else(random_id, from_machine_id),
+                path,
+                needs_write: true,
+                from_machine: machine_id.is_some(),
+            }
+        };
         match fs::read(&path) {
             Ok(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
@@ -42,25 +59,18 @@ impl SystemId {
                         value: trimmed.to_string(),
                         path,
                         needs_write: false,
+                        from_machine: false,
                     });
                 }
-                let value = generate();
+                let id = generated(path);
                 tracing::warn!(
-                    path = %path.display(),
-                    new = %value,
+                    path = %id.path.display(),
+                    new = %id.value,
                     "runner system id file is not valid; replacing it (as gitlab-runner would)"
                 );
-                Ok(SystemId {
-                    value,
-                    path,
-                    needs_write: true,
-                })
+                Ok(id)
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(SystemId {
-                value: generate(),
-                path,
-                needs_write: true,
-            }),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(generated(path)),
             Err(e) => Err(e).with_context(|| {
                 format!(
                     "cannot read runner system id file `{}` (gitlab-runner could not either)",
@@ -88,14 +98,8 @@ pub fn is_valid(id: &str) -> bool {
         && bytes[2..].iter().all(u8::is_ascii_alphanumeric)
 }
 
-/// gitlab-runner's `GenerateUniqueSystemID`.
-fn generate() -> String {
-    match read_machine_id() {
-        Some(machine_id) => from_machine_id(&machine_id),
-        None => random_id(),
-    }
-}
-
+/// gitlab-runner's `GenerateUniqueSystemID`: from the machine id when there
+/// is one, else random (see [`SystemId::load`]).
 fn read_machine_id() -> Option<String> {
     MACHINE_ID_PATHS.iter().find_map(|p| {
         let id = fs::read_to_string(p).ok()?;
@@ -174,5 +178,19 @@ mod tests {
             fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn a_new_id_comes_from_the_machine_id_else_at_random() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = SystemId::load_with(dir.path(), || {
+            Some("0123456789abcdef0123456789abcdef".into())
+        })
+        .unwrap();
+        assert_eq!(id.value, "s_ee3af03959fe");
+        assert!(id.needs_write && id.from_machine);
+        let id = SystemId::load_with(dir.path(), || None).unwrap();
+        assert!(id.value.starts_with("r_") && is_valid(&id.value));
+        assert!(id.needs_write && !id.from_machine);
     }
 }
