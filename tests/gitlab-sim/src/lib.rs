@@ -26,6 +26,7 @@ mod params;
 mod pipeline;
 mod server;
 mod state;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +38,7 @@ pub use state::{CreatedBy, ManagerState, RunnerState, SeedRunner};
 use app::Shared;
 use server::Server;
 use state::{NewRunner, RunnerType};
+use tls::Tls;
 
 /// PAT of the administrator (`root`).
 pub const ADMIN_PAT: &str = "glpat-simadmin-0123456789";
@@ -60,6 +62,9 @@ pub struct SimOptions {
     pub registration_disabled: bool,
     pub patched: bool,
     pub token_lifetime: Option<Duration>,
+    /// Serve HTTPS with a certificate signed by a CA made at start
+    /// (see [`Sim::ca_pem`]).
+    pub tls: bool,
 }
 
 /// A running simulator. Dropping it stops the server and joins its thread.
@@ -67,6 +72,8 @@ pub struct SimOptions {
 pub struct Sim {
     shared: Arc<Shared>,
     server: Server,
+    /// The CA certificate (PEM) when serving HTTPS.
+    ca_pem: Option<String>,
 }
 
 impl Sim {
@@ -87,13 +94,34 @@ impl Sim {
     /// Like `start_with`, but returns the bind error instead of panicking.
     pub fn try_start_with(opts: SimOptions) -> std::io::Result<Sim> {
         let shared = Arc::new(Shared::new(&opts));
-        let server = Server::start(shared.clone(), opts.port)?;
-        Ok(Sim { shared, server })
+        let tls = if opts.tls {
+            Some(Tls::generate()?)
+        } else {
+            None
+        };
+        let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
+        let server = Server::start(shared.clone(), opts.port, tls)?;
+        Ok(Sim {
+            shared,
+            server,
+            ca_pem,
+        })
     }
 
-    /// `http://127.0.0.1:PORT` (no trailing slash).
+    /// `http://127.0.0.1:PORT`, or `https://` with TLS (no trailing slash).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port())
+        let scheme = if self.ca_pem.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port())
+    }
+
+    /// With TLS: the PEM certificate of the CA that signed the server's
+    /// certificate (valid for `127.0.0.1` and `localhost`).
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
     }
 
     pub fn port(&self) -> u16 {

@@ -35,6 +35,10 @@ struct Args {
     /// Runner tokens expire this many seconds after creation or reset.
     #[arg(long, value_name = "N")]
     token_lifetime_secs: Option<u64>,
+    /// Serve HTTPS with a certificate from a CA made at start, and write
+    /// that CA's certificate (PEM) to this file (for `tls_ca_file`).
+    #[arg(long, value_name = "FILE")]
+    tls_ca_out: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -56,11 +60,19 @@ fn run(args: Args) -> anyhow::Result<()> {
         registration_disabled: args.no_registration,
         patched: args.patched,
         token_lifetime: args.token_lifetime_secs.map(Duration::from_secs),
+        tls: args.tls_ca_out.is_some(),
     };
     let sim = Sim::try_start_with(opts)
         .map_err(|e| anyhow::anyhow!("cannot listen on 127.0.0.1:{}: {e}", args.port))?;
 
+    if let (Some(path), Some(pem)) = (&args.tls_ca_out, sim.ca_pem()) {
+        std::fs::write(path, pem)
+            .map_err(|e| anyhow::anyhow!("cannot write `{}`: {e}", path.display()))?;
+    }
     println!("gitlab-sim listening on {}", sim.url());
+    if let Some(path) = &args.tls_ca_out {
+        println!("  CA certificate:     {}", path.display());
+    }
     println!("  API:                {}/api/v4", sim.url());
     println!("  admin PAT:          {ADMIN_PAT}");
     println!(

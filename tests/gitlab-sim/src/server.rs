@@ -1,7 +1,8 @@
 //! The HTTP server: binds 127.0.0.1, runs its own tokio runtime on its own
 //! thread (so plain synchronous tests can use it), accepts connections and
-//! serves HTTP/1.1 on each with hyper, drops connections without a response
-//! when the knob says so, and stops (closing the port) on request.
+//! serves HTTP/1.1 on each with hyper (over TLS when started with it),
+//! drops connections without a response when the knob says so, and stops
+//! (closing the port) on request.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
@@ -18,6 +19,7 @@ use tower::ServiceExt;
 
 use crate::app::{self, Shared};
 use crate::pipeline::ConnInfo;
+use crate::tls::Tls;
 
 /// A running server; dropping it stops the server and joins its thread.
 #[derive(Debug)]
@@ -42,7 +44,7 @@ impl std::error::Error for DroppedConnection {}
 
 impl Server {
     /// Binds `127.0.0.1:port` (0 = any free port) and starts serving.
-    pub(crate) fn start(shared: Arc<Shared>, port: u16) -> io::Result<Server> {
+    pub(crate) fn start(shared: Arc<Shared>, port: u16, tls: Option<Tls>) -> io::Result<Server> {
         let listener = StdListener::bind((Ipv4Addr::LOCALHOST, port))?;
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
@@ -55,7 +57,7 @@ impl Server {
         let thread = std::thread::Builder::new()
             .name(format!("gitlab-sim-{}", addr.port()))
             .spawn(move || {
-                runtime.block_on(accept_loop(listener, shared, rx));
+                runtime.block_on(accept_loop(listener, shared, tls, rx));
                 // Dropping the runtime cancels every connection task.
                 drop(runtime);
             })?;
@@ -85,6 +87,7 @@ impl Drop for Server {
 async fn accept_loop(
     listener: StdListener,
     shared: Arc<Shared>,
+    tls: Option<Tls>,
     mut shutdown: oneshot::Receiver<()>,
 ) {
     let listener = match TcpListener::from_std(listener) {
@@ -135,10 +138,24 @@ async fn accept_loop(
                 }
             }
         });
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let _ = http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            match tls {
+                None => {
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                }
+                // A client that does not trust the CA ends the handshake:
+                // no request reaches the router or the log.
+                Some(tls) => {
+                    if let Ok(stream) = tls.acceptor.accept(stream).await {
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    }
+                }
+            }
         });
     }
 }
