@@ -9,3 +9,4 @@ mod ownership;
 mod reliability;
 mod support;
 mod sync;
+mod tls;

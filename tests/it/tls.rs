@@ -1,0 +1,88 @@
+//! HTTPS end to end: GitLab behind a certificate from a private CA. With
+//! the CA in `tls_ca_file` the sync works; without it the run fails at once
+//! naming the certificate, before any request reaches GitLab, and nothing
+//! is written.
+
+use std::fs;
+
+use gitlab_sim::{ADMIN_PAT, Sim, SimOptions};
+
+use crate::support::*;
+
+fn https_sim() -> Sim {
+    Sim::start_with(SimOptions {
+        tls: true,
+        ..SimOptions::default()
+    })
+}
+
+#[test]
+fn private_ca_in_tls_ca_file() {
+    let sim = https_sim();
+    let host = Host::new();
+    fs::write(host.prefix.join("gitlab-ca.pem"), sim.ca_pem().unwrap()).unwrap();
+    host.write_template(&format!(
+        "concurrent = 2\n\n[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\ntls_ca_file = \"gitlab-ca.pem\"\n",
+        sim.url()
+    ));
+    host.shell_executor(&sim.url());
+
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(count(&sim.requests(), "POST", "/api/v4/user/runners"), 1);
+    let runners = host.config_runners();
+    assert_eq!(runners.len(), 1);
+    assert_eq!(table_str(&runners[0], "url"), sim.url());
+    assert!(!host.config().contains("tls_ca_file"));
+
+    let again = host.run(&[]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(sim.runners().len(), 1);
+    assert_no_secret(&run, &secrets(&sim));
+}
+
+#[test]
+fn untrusted_certificate_fails_and_sends_nothing() {
+    let sim = https_sim();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("invalid peer certificate"), "{run:?}");
+    assert!(run.stderr.contains("`tls_ca_file`"), "{run:?}");
+    assert!(sim.requests().is_empty());
+    assert!(sim.runners().is_empty());
+    assert!(host.config_runners().is_empty(), "{}", host.config());
+    assert_no_secret(&run, &secrets(&sim));
+}
+
+#[test]
+fn a_certificate_gone_wrong_keeps_every_token() {
+    let sim = https_sim();
+    let host = Host::new();
+    let ca = host.prefix.join("gitlab-ca.pem");
+    fs::write(&ca, sim.ca_pem().unwrap()).unwrap();
+    host.write_template(&format!(
+        "[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\ntls_ca_file = \"gitlab-ca.pem\"\n",
+        sim.url()
+    ));
+    host.three_executors(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    let config = host.config();
+    let mtime = host.config_mtime();
+    sim.clear_requests();
+
+    // GitLab's certificate now comes from a CA the host does not trust.
+    let other = https_sim();
+    fs::write(&ca, other.ca_pem().unwrap()).unwrap();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("invalid peer certificate"), "{run:?}");
+    assert!(sim.requests().is_empty());
+    assert_eq!(sim.runners().len(), 3);
+    assert_eq!(host.config(), config);
+    assert_eq!(host.config_mtime(), mtime);
+    assert_no_secret(&run, &secrets(&sim));
+}
