@@ -86,11 +86,27 @@ pub async fn apply(
                 Ok(issued) => {
                     let mut credentials = credentials_of(issued, 0);
                     tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "created runner");
+                    // Saved before anything else: a run killed from here on
+                    // leaves the token in the config, not an orphan in GitLab.
+                    if !applied.save_issued(&runner.name, credentials.clone(), "created", persist) {
+                        return applied;
+                    }
                     // Register this host's manager at once, as `gitlab-runner
                     // register` does: the runner is then visibly this host's.
                     match gitlab.verify(&credentials.token, system_id).await {
                         Ok(Verified::Valid(v)) => {
-                            credentials.expires_at = v.expires_at.or(credentials.expires_at);
+                            let expires_at = v.expires_at.or(credentials.expires_at);
+                            if expires_at != credentials.expires_at {
+                                credentials.expires_at = expires_at;
+                                if !applied.save_issued(
+                                    &runner.name,
+                                    credentials,
+                                    "verified",
+                                    persist,
+                                ) {
+                                    return applied;
+                                }
+                            }
                         }
                         Ok(Verified::Rejected(status)) => tracing::warn!(
                             runner = %runner.name,
@@ -99,9 +115,6 @@ pub async fn apply(
                         Err(e) => {
                             tracing::warn!(runner = %runner.name, "cannot verify the new token: {e}")
                         }
-                    }
-                    if !applied.save_issued(&runner.name, credentials, "created", persist) {
-                        return applied;
                     }
                 }
                 Err(e) => applied.failures.push(format!(

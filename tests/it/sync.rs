@@ -809,3 +809,52 @@ fn the_tools_own_rotation_is_not_taken_for_gitlab_runners() {
     assert!(run.stderr.contains("rotating token"), "{run:?}");
     assert!(!run.stderr.contains("gitlab-runner rotated"), "{run:?}");
 }
+
+/// SPEC §4.5: a new token is saved the moment GitLab issues it. With only a
+/// registration token nothing could find the runner again (no listing), so
+/// a run killed while it verifies the new token must already have saved it.
+#[test]
+fn a_new_token_is_saved_before_it_is_verified() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
+    host.shell_executor(&sim.url());
+    sim.set_latency(Some(Duration::from_millis(500)));
+    let mut child = host
+        .command(&["--timeout", "30"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while count(&sim.requests(), "POST", "/api/v4/runners") == 0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "no create");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The verify that follows the create now waits out the latency.
+    std::thread::sleep(Duration::from_millis(150));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(
+        count(&sim.requests(), "POST", "/api/v4/runners/verify"),
+        0,
+        "the kill was meant to land during the verify"
+    );
+    let runners = sim.runners();
+    assert_eq!(runners.len(), 1);
+    assert_eq!(
+        table_str(&host.config_runners()[0], "token"),
+        runners[0].token,
+        "the token was not saved before the verify"
+    );
+
+    sim.set_latency(None);
+    sim.clear_requests();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(mutating(&sim.requests()), Vec::<String>::new());
+    assert_eq!(sim.runners().len(), 1);
+}
