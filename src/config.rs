@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use toml_edit::{DocumentMut, Item, Table, Value};
+use toml_edit::{DocumentMut, Item, Key, RawString, Table, Value};
 
 use crate::fsutil;
 use crate::secret::{Secret, TOKEN_MARKERS};
@@ -358,40 +358,74 @@ impl TomlSource {
     }
 }
 
+/// A key as gitlab-runner's config decoder compares it when no field
+/// matches exactly: Go's `strings.EqualFold`, which for the ASCII keys
+/// involved here also folds the Kelvin sign into `k` and the long s into `s`.
+pub fn folded_key(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{212A}' => 'k',
+            '\u{017F}' => 's',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
 /// The first TOML 1.1 construct in a parsed file, if any. The parser
 /// accepts TOML 1.1, but gitlab-runner's (BurntSushi/toml) reads TOML 1.0,
 /// and what is copied into config.toml must stay readable by it.
 fn toml_1_1_syntax(table: &Table, text: &str) -> Option<(Range<usize>, &'static str)> {
-    table.iter().find_map(|(_, item)| match item {
-        Item::Value(v) => value_1_1_syntax(v, text),
-        Item::Table(t) => toml_1_1_syntax(t, text),
-        Item::ArrayOfTables(a) => a.iter().find_map(|t| toml_1_1_syntax(t, text)),
-        Item::None => None,
+    table.iter().find_map(|(name, item)| {
+        let key = table.key(name).and_then(|k| key_1_1_syntax(k, text));
+        key.or_else(|| match item {
+            Item::Value(v) => value_1_1_syntax(v, text),
+            Item::Table(t) => toml_1_1_syntax(t, text),
+            Item::ArrayOfTables(a) => a.iter().find_map(|t| toml_1_1_syntax(t, text)),
+            Item::None => None,
+        })
     })
+}
+
+/// The text of a raw piece of the source (a decor or a key as written).
+fn raw_text<'a>(raw: &'a RawString, text: &'a str) -> &'a str {
+    raw.as_str()
+        .or_else(|| raw.span().and_then(|s| text.get(s)))
+        .unwrap_or("")
+}
+
+/// A quoted key with a TOML 1.1 escape.
+fn key_1_1_syntax(key: &Key, text: &str) -> Option<(Range<usize>, &'static str)> {
+    let raw = key.as_repr()?.as_raw();
+    let span = raw.span()?;
+    escape_1_1_syntax(raw_text(raw, text), span.start)
+}
+
+/// A TOML 1.1 escape in a basic string (or quoted key) as written.
+fn escape_1_1_syntax(raw: &str, at: usize) -> Option<(Range<usize>, &'static str)> {
+    if !raw.starts_with('"') {
+        return None;
+    }
+    let mut chars = raw.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == '\\'
+            && let Some((_, escape)) = chars.next()
+            && matches!(escape, 'e' | 'x')
+        {
+            let what = if escape == 'e' {
+                "the escape `\\e`"
+            } else {
+                "an escape `\\xHH`"
+            };
+            return Some((at + i..at + i + 2, what));
+        }
+    }
+    None
 }
 
 fn value_1_1_syntax(value: &Value, text: &str) -> Option<(Range<usize>, &'static str)> {
     let span = value.span()?;
-    let raw = text.get(span.clone())?;
     match value {
-        Value::String(_) if raw.starts_with('"') => {
-            let mut chars = raw.char_indices();
-            while let Some((_, c)) = chars.next() {
-                if c == '\\'
-                    && let Some((at, escape)) = chars.next()
-                    && matches!(escape, 'e' | 'x')
-                {
-                    let start = span.start + at - 1;
-                    let what = if escape == 'e' {
-                        "the escape `\\e`"
-                    } else {
-                        "an escape `\\xHH`"
-                    };
-                    return Some((start..start + 2, what));
-                }
-            }
-            None
-        }
+        Value::String(_) => escape_1_1_syntax(text.get(span.clone())?, span.start),
         Value::Datetime(d) if d.value().time.is_some_and(|t| t.second.is_none()) => {
             Some((span, "a time without seconds"))
         }
@@ -400,21 +434,47 @@ fn value_1_1_syntax(value: &Value, text: &str) -> Option<(Range<usize>, &'static
             if t.trailing_comma() {
                 return Some((span, "a trailing comma in an inline table"));
             }
-            // Between the braces, outside the values, only spaces may stand.
-            let mut outside = raw.to_string().into_bytes();
-            for (_, v) in t.iter() {
-                if let Some(inner) = v.span() {
-                    let (a, b) = (inner.start - span.start, inner.end - span.start);
-                    outside[a..b].fill(b' ');
-                }
-            }
-            if outside.iter().any(|b| matches!(b, b'\n' | b'#')) {
-                return Some((span, "an inline table over several lines"));
-            }
-            t.iter().find_map(|(_, v)| value_1_1_syntax(v, text))
+            inline_table_1_1_syntax(t, &span, text)
         }
         _ => None,
     }
+}
+
+/// An inline table (or a dotted part of one) in TOML 1.0 has nothing but
+/// spaces between its keys, `=`, `,` and values: no newline, no comment.
+fn inline_table_1_1_syntax(
+    table: &toml_edit::InlineTable,
+    span: &Range<usize>,
+    text: &str,
+) -> Option<(Range<usize>, &'static str)> {
+    let several_lines = Some((span.clone(), "an inline table over several lines"));
+    if raw_text(table.trailing(), text).contains(['\n', '#']) {
+        return several_lines;
+    }
+    for (name, value) in table.iter() {
+        let key = table.key(name)?;
+        if let Some(found) = key_1_1_syntax(key, text) {
+            return Some(found);
+        }
+        let decors = [key.leaf_decor(), key.dotted_decor(), value.decor()];
+        let gaps = decors
+            .iter()
+            .flat_map(|d| [d.prefix(), d.suffix()])
+            .flatten()
+            .map(|raw| raw_text(raw, text));
+        if gaps.into_iter().any(|gap| gap.contains(['\n', '#'])) {
+            return several_lines;
+        }
+        let found = match value {
+            // `a.b = 1`: a dotted key makes an implicit inline table.
+            Value::InlineTable(t) if t.is_dotted() => inline_table_1_1_syntax(t, span, text),
+            other => value_1_1_syntax(other, text),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 fn kind(item: &Item) -> &'static str {
@@ -449,7 +509,7 @@ fn load_template(env: &LoadEnv) -> Result<Template> {
     let (source, doc) = TomlSource::read(&path)?;
     // Case-insensitively, as gitlab-runner reads keys (see load_executor).
     for (key, item) in doc.iter() {
-        let lower = key.to_ascii_lowercase();
+        let lower = folded_key(key);
         if lower == "runners" {
             return Err(source.error(
                 key,
@@ -521,10 +581,10 @@ fn load_template(env: &LoadEnv) -> Result<Template> {
 }
 
 /// Comments below a `[[client_configs]]` entry's last key (an old token
-/// commented out, say) belong, for the parser, to the next table's header or
-/// to the end of the file, and would outlive the entry's removal. Those go;
-/// a next table keeps only the comment block right above its header, minus
-/// any line that mentions a token.
+/// commented out, say) belong, for the parser, to what follows: the next
+/// table's header, the next top-level key (after `client_configs = [...]`)
+/// or the end of the file. They would outlive the entries' removal, so
+/// every comment between client_configs and what follows goes.
 fn drop_client_configs_comments(doc: &mut DocumentMut) {
     fn headers(table: &Table, client: bool, out: &mut Vec<(isize, bool)>) {
         if let Some(p) = table.position() {
@@ -541,30 +601,21 @@ fn drop_client_configs_comments(doc: &mut DocumentMut) {
             }
         }
     }
-    fn trim_after_clients(table: &mut Table, after_clients: &[isize]) {
-        if table.position().is_some_and(|p| after_clients.contains(&p))
-            && let Some(prefix) = table.decor().prefix().and_then(|p| p.as_str())
-        {
-            let lines: Vec<&str> = prefix.split_inclusive('\n').collect();
-            let own = lines
-                .iter()
-                .rposition(|l| l.trim().is_empty())
-                .map_or(0, |i| i + 1);
-            let mut kept: String = if own > 0 { "\n".into() } else { String::new() };
-            for line in &lines[own..] {
-                let lower = line.to_ascii_lowercase();
-                if !lower.contains("token") && !TOKEN_MARKERS.iter().any(|m| line.contains(m)) {
-                    kept.push_str(line);
-                }
-            }
-            table.decor_mut().set_prefix(kept);
+    fn uncomment(decor: &mut toml_edit::Decor) {
+        let blank = decor
+            .prefix()
+            .and_then(|p| p.as_str())
+            .is_some_and(|p| p.split_inclusive('\n').any(|l| l.trim().is_empty()));
+        decor.set_prefix(if blank { "\n" } else { "" });
+    }
+    fn clear_after(table: &mut Table, after: &[isize]) {
+        if table.position().is_some_and(|p| after.contains(&p)) {
+            uncomment(table.decor_mut());
         }
         for (_, item) in table.iter_mut() {
             match item {
-                Item::Table(t) => trim_after_clients(t, after_clients),
-                Item::ArrayOfTables(a) => a
-                    .iter_mut()
-                    .for_each(|t| trim_after_clients(t, after_clients)),
+                Item::Table(t) => clear_after(t, after),
+                Item::ArrayOfTables(a) => a.iter_mut().for_each(|t| clear_after(t, after)),
                 _ => {}
             }
         }
@@ -572,13 +623,37 @@ fn drop_client_configs_comments(doc: &mut DocumentMut) {
     let mut all = Vec::new();
     headers(doc.as_table(), false, &mut all);
     all.sort();
-    let after_clients: Vec<isize> = all
+    let mut after: Vec<isize> = all
         .windows(2)
         .filter(|w| w[0].1 && !w[1].1)
         .map(|w| w[1].0)
         .collect();
-    trim_after_clients(doc.as_table_mut(), &after_clients);
-    if all.last().is_some_and(|(_, client)| *client) {
+    let mut trailing = all.last().is_some_and(|(_, client)| *client);
+    // The inline form, `client_configs = [{ ... }]`, among the top-level keys.
+    let root = doc.as_table_mut();
+    if root.get("client_configs").is_some_and(Item::is_value) {
+        let names: Vec<String> = root.iter().map(|(k, _)| k.to_string()).collect();
+        let at = names
+            .iter()
+            .position(|k| k == "client_configs")
+            .unwrap_or(0);
+        let next_value = names[at + 1..]
+            .iter()
+            .find(|k| root.get(k).is_some_and(Item::is_value));
+        match next_value {
+            Some(name) => {
+                if let Some(mut key) = root.key_mut(name) {
+                    uncomment(key.leaf_decor_mut());
+                }
+            }
+            None => match all.first() {
+                Some((first, _)) => after.push(*first),
+                None => trailing = true,
+            },
+        }
+    }
+    clear_after(root, &after);
+    if trailing {
         doc.set_trailing("");
     }
 }
@@ -1013,7 +1088,7 @@ fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Exec
     // `Token` or `[runners.docker]` copied through would compete with what
     // the tool writes. Such keys are mistakes; refuse them.
     for (key, item) in table.iter() {
-        let lower = key.to_ascii_lowercase();
+        let lower = folded_key(key);
         if lower == "runners" {
             return Err(source.error(
                 key,
@@ -1077,6 +1152,11 @@ d = 1979-05-27T07:32:00Z
 e = 07:32:00
 [docker]
 sysctls = { "net.ipv4.ip_forward" = "1" }
+labels = { com.example.team = "ci", "x#y" = "#", a.b = [1,
+  2], c.d = """x
+y""" }
+"a\\eb" = 'x'
+'lit\e' = 1
 "##;
         assert_eq!(first_1_1(text), None);
     }
@@ -1100,6 +1180,22 @@ sysctls = { "net.ipv4.ip_forward" = "1" }
                 "a = { b = { c = 1 # no\n } }\n",
                 "an inline table over several lines",
             ),
+            ("a = {\n}\n", "an inline table over several lines"),
+            (
+                "a = { b.c = 1,\n d = 2 }\n",
+                "an inline table over several lines",
+            ),
+            ("a = { b.c = \"\\e\" }\n", "the escape `\\e`"),
+            ("a = { b.c = 07:32 }\n", "a time without seconds"),
+            (
+                "a = { b.c = { d = 1, } }\n",
+                "a trailing comma in an inline table",
+            ),
+            ("\"a\\eb\" = 1\n", "the escape `\\e`"),
+            ("[\"a\\x41\"]\nb = 1\n", "an escape `\\xHH`"),
+            ("[[\"a\\x41\"]]\nb = 1\n", "an escape `\\xHH`"),
+            ("t = { \"a\\x41\" = 1 }\n", "an escape `\\xHH`"),
+            ("t.\"a\\x41\" = 1\n", "an escape `\\xHH`"),
         ] {
             assert_eq!(first_1_1(text), Some(what), "{text}");
         }
@@ -1117,16 +1213,36 @@ sysctls = { "net.ipv4.ip_forward" = "1" }
         doc.remove("client_configs");
         assert_eq!(
             doc.to_string(),
-            "# global\nconcurrent = 4\n\n# the session server\n[session_server]\nlisten_address = \"x\"\n"
+            "# global\nconcurrent = 4\n\n[session_server]\nlisten_address = \"x\"\n"
         );
-        // No blank line: only lines that mention a token go.
+        // Without a blank line; a legacy token has no prefix to spot.
         let mut doc: DocumentMut =
-            "[[client_configs]]\nurl = \"a\"\n# token = \"x\"\n# session\n[session_server]\n"
+            "[[client_configs]]\nurl = \"a\"\n# 8HxyzOLDSECRETabcdef\n[session_server]\n"
                 .parse()
                 .unwrap();
         drop_client_configs_comments(&mut doc);
         doc.remove("client_configs");
-        assert_eq!(doc.to_string(), "# session\n[session_server]\n");
+        assert_eq!(doc.to_string(), "[session_server]\n");
+        // The inline form: before a top-level key, a table, or the end.
+        for (text, expected) in [
+            (
+                "a = 1\nclient_configs = [{ url = \"a\" }] # glpat-OLD0\n# glpat-OLD1\nb = 2\n",
+                "a = 1\nb = 2\n",
+            ),
+            (
+                "client_configs = [\n  { url = \"a\" }, # glpat-OLD0\n]\n# glpat-OLD1\n\n[s]\nx = 1\n",
+                "\n[s]\nx = 1\n",
+            ),
+            (
+                "a = 1\nclient_configs = [{ url = \"a\" }]\n# glpat-OLD1\n",
+                "a = 1\n",
+            ),
+        ] {
+            let mut doc: DocumentMut = text.parse().unwrap();
+            drop_client_configs_comments(&mut doc);
+            doc.remove("client_configs");
+            assert_eq!(doc.to_string(), expected, "{text}");
+        }
     }
 }
 

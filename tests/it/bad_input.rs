@@ -1073,6 +1073,18 @@ fn rows() -> Vec<Row> {
             ],
         ),
         row(
+            "executor: token spelled with the Kelvin sign",
+            |h, s| {
+                shell(h, s, "\"to\u{212A}en\" = \"glrt-kelvin-0123456789\"\n");
+                no_args()
+            },
+            &[
+                "10-shell.toml",
+                "line 3",
+                "differs only in case from `token`",
+            ],
+        ),
+        row(
             "executor: ID in another case",
             |h, s| {
                 shell(h, s, "ID = 7\n");
