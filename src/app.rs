@@ -357,9 +357,13 @@ fn assemble<'a>(
     show_pending: bool,
 ) -> Vec<OutputRunner<'a>> {
     let mut by_executor: HashMap<usize, &RunnerAction> = HashMap::new();
+    let mut rotating: Vec<usize> = Vec::new();
     for g in &plan.gitlabs {
         for r in &g.runners {
             by_executor.insert(r.executor, &r.action);
+            if r.rotate {
+                rotating.push(r.executor);
+            }
         }
     }
     let mut runners = Vec::new();
@@ -387,6 +391,7 @@ fn assemble<'a>(
                         executor,
                         url,
                         credentials: None,
+                        token_pending: true,
                     });
                     continue;
                 }
@@ -408,6 +413,8 @@ fn assemble<'a>(
                 executor,
                 url,
                 credentials: Some(credentials),
+                // Dry-run (nothing applied): a rotation replaces the token.
+                token_pending: show_pending && rotating.contains(&i),
             });
         }
     }

@@ -39,6 +39,9 @@ pub enum OutputRunner<'a> {
         executor: &'a Executor,
         url: &'a str,
         credentials: Option<Credentials>,
+        /// Dry-run: GitLab issues the token (and its times) on apply, as
+        /// for a runner to create or a token to rotate.
+        token_pending: bool,
     },
     /// An entry of the last output carried over as it was (a runner whose
     /// deletion is still pending, or one on a GitLab that was unreachable).
@@ -47,7 +50,14 @@ pub enum OutputRunner<'a> {
 
 /// Renders the whole file.
 pub fn render(globals: &DocumentMut, runners: &[OutputRunner<'_>], secrets: Secrets) -> String {
-    let mut text = globals.to_string();
+    let mut text = match secrets {
+        Secrets::Reveal => globals.to_string(),
+        Secrets::Mask => {
+            let mut globals = globals.clone();
+            mask_secret_values(globals.as_table_mut());
+            globals.to_string()
+        }
+    };
     if runners.is_empty() {
         return text;
     }
@@ -58,15 +68,13 @@ pub fn render(globals: &DocumentMut, runners: &[OutputRunner<'_>], secrets: Secr
                 executor,
                 url,
                 credentials,
-            } => executor_table(executor, url, credentials.as_ref(), secrets),
-            OutputRunner::Kept(table) => {
-                let mut table = (*table).clone();
-                if secrets == Secrets::Mask {
-                    mask_table_tokens(&mut table);
-                }
-                table
-            }
+                token_pending,
+            } => executor_table(executor, url, credentials.as_ref(), *token_pending, secrets),
+            OutputRunner::Kept(table) => (*table).clone(),
         };
+        if secrets == Secrets::Mask {
+            mask_secret_values(&mut table);
+        }
         clear_positions(&mut table);
         // One blank line between entries, whatever the source had.
         table.decor_mut().set_prefix(if i == 0 { "" } else { "\n" });
@@ -88,12 +96,19 @@ fn executor_table(
     executor: &Executor,
     url: &str,
     credentials: Option<&Credentials>,
+    token_pending: bool,
     secrets: Secrets,
 ) -> Table {
     let mut table = Table::new();
     table.insert("name", value(executor.name.as_str()));
     table.insert("url", value(url));
     let (id, token, obtained, expires) = match credentials {
+        Some(c) if token_pending => (
+            c.id,
+            PENDING_TOKEN.to_string(),
+            toml_time(None),
+            toml_time(None),
+        ),
         Some(c) => {
             let token = match secrets {
                 Secrets::Reveal => c.token.expose().to_string(),
@@ -154,34 +169,58 @@ fn toml_time(t: Option<OffsetDateTime>) -> Datetime {
     text.parse().expect("RFC 3339 text is a TOML datetime")
 }
 
-/// The same file with every `[[runners]]` token in short form (for the
-/// dry-run diff of the current file).
+/// The same file with every token and other secret setting in short form
+/// (for the dry-run diff of the current file).
 pub fn mask_tokens(text: &str) -> String {
     let Ok(mut doc) = text.parse::<DocumentMut>() else {
         return String::new();
     };
-    for (key, item) in doc.iter_mut() {
-        if key.eq_ignore_ascii_case("runners")
-            && let Item::ArrayOfTables(array) = item
-        {
-            array.iter_mut().for_each(mask_table_tokens);
-        }
-    }
+    mask_secret_values(doc.as_table_mut());
     doc.to_string()
 }
 
-/// Puts the short form in place of a runner entry's token, under any
-/// spelling of the key (gitlab-runner reads keys case-insensitively).
-fn mask_table_tokens(table: &mut Table) {
+/// Whether a setting holds a secret, by its name: the runner `token`, and
+/// gitlab-runner's credentials such as `[runners.cache.s3] SecretKey` or
+/// `SessionToken`, `[runners.cache.gcs] PrivateKey`, `[runners.cache.azure]
+/// AccountKey`, or a password. Compared as gitlab-runner reads keys
+/// ([`crate::config::folded_key`]).
+fn is_secret_setting(key: &str) -> bool {
+    let key = crate::config::folded_key(key).replace(['_', '-'], "");
+    ["token", "secret", "password", "privatekey", "accountkey"]
+        .iter()
+        .any(|word| key.contains(word))
+}
+
+/// Puts the short form in place of every secret setting's string value, at
+/// any depth (for the dry-run diff only).
+fn mask_secret_values(table: &mut Table) {
     for (key, item) in table.iter_mut() {
-        if key.eq_ignore_ascii_case("token")
-            && let Some(old) = item.as_value()
-            && let Some(token) = old.as_str().map(Secret::new)
-        {
-            let mut masked = toml_edit::Value::from(token.short());
-            *masked.decor_mut() = old.decor().clone();
-            *item = Item::Value(masked);
+        match item {
+            Item::Value(v) => mask_value(is_secret_setting(&key), v),
+            Item::Table(t) => mask_secret_values(t),
+            Item::ArrayOfTables(a) => a.iter_mut().for_each(mask_secret_values),
+            Item::None => {}
         }
+    }
+}
+
+fn mask_value(secret: bool, value: &mut toml_edit::Value) {
+    match value {
+        // Already short, or the placeholder of a token still to come.
+        toml_edit::Value::String(s)
+            if secret && s.value() != PENDING_TOKEN && !s.value().ends_with('…') =>
+        {
+            let mut masked = toml_edit::Value::from(Secret::new(s.value().as_str()).short());
+            *masked.decor_mut() = s.decor().clone();
+            *value = masked;
+        }
+        toml_edit::Value::Array(a) => a.iter_mut().for_each(|v| mask_value(secret, v)),
+        toml_edit::Value::InlineTable(t) => {
+            for (key, v) in t.iter_mut() {
+                mask_value(is_secret_setting(&key), v);
+            }
+        }
+        _ => {}
     }
 }
 
@@ -225,6 +264,7 @@ mod tests {
             executor: &exec,
             url: "https://gitlab.example.com",
             credentials: Some(creds),
+            token_pending: false,
         }];
         let text = render(&globals, &runners, Secrets::Reveal);
         let expected = r#"# global
@@ -260,5 +300,12 @@ Type = "s3"
             mask_tokens(odd),
             "[[Runners]]\nname = \"x\"\nToken = \"glrt-0123…\" # c\n"
         );
+        let cache = "[[runners]]\n[runners.cache.s3]\nAccessKey = \"AKIAEXAMPLE\"\n\
+                     SecretKey = \"wJalrXUtnFEMIK7MDENG\"\n[runners.cache.gcs]\n\
+                     credentials = { private_key = \"-----BEGIN PRIVATE KEY-----abc\" }\n";
+        let masked = mask_tokens(cache);
+        assert!(masked.contains("AccessKey = \"AKIAEXAMPLE\""), "{masked}");
+        assert!(masked.contains("SecretKey = \"wJal…\""), "{masked}");
+        assert!(!masked.contains("PRIVATE KEY-----abc"), "{masked}");
     }
 }

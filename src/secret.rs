@@ -35,6 +35,7 @@ pub const TOKEN_MARKERS: &[&str] = &[
 ///     mask_token_like("# old = \"glpat-0123456789abcdef\", glrt-abcd… kept"),
 ///     "# old = \"glpat-0123…\", glrt-abcd… kept"
 /// );
+/// assert_eq!(mask_token_like("glpat-0123456789abcdef…"), "glpat-0123……");
 /// ```
 pub fn mask_token_like(text: &str) -> String {
     let is_token_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
@@ -49,7 +50,8 @@ pub fn mask_token_like(text: &str) -> String {
         let after = &rest[at + marker.len()..];
         let len = after.find(|c| !is_token_char(c)).unwrap_or(after.len());
         let word = &rest[at..at + marker.len() + len];
-        if after[len..].starts_with('…') {
+        // A short form already (at most 4 characters and `…`) stays.
+        if after[len..].starts_with('…') && after[..len].chars().count() <= 4 {
             out.push_str(word);
         } else {
             out.push_str(&short_form(word));

@@ -247,15 +247,57 @@ fn comments_keep_their_place_and_never_leak_a_token() {
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     let config = host.config();
-    // The commented-out token below the client config is gone; the comment
-    // above `[session_server]` and the one above `limit` stay.
+    // Every comment between the client config and the next table goes
+    // (the commented-out token with it); the one above `limit` stays.
     assert!(!config.contains("personal_access_token"), "{config}");
     assert!(
-        config.contains("concurrent = 4\n\n# the session server\n[session_server]\n"),
+        config.contains("concurrent = 4\n\n[session_server]\n"),
         "{config}"
     );
     assert!(
         config.contains("executor = \"shell\"\n# two at a time\nlimit = 2\n"),
         "{config}"
     );
+}
+
+#[test]
+fn a_pending_rotation_shows_in_the_plan_and_the_diff() {
+    let sim = Sim::start_with(gitlab_sim::SimOptions {
+        token_lifetime: Some(std::time::Duration::from_secs(4)),
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    let runner = sim.runners()[0].clone();
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+    sim.clear_requests();
+
+    let dry = host.run(&["--dry-run"]);
+    assert_eq!(dry.code, 2, "{dry:?}");
+    let line = dry
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("rotate"))
+        .unwrap_or_else(|| panic!("no rotate line:\n{dry:?}"));
+    assert!(line.contains(&format!("#{}", runner.id)), "{line}");
+    let short = register_runner::secret::short_form(&runner.token);
+    assert!(
+        dry.stdout.contains(&format!("-token = \"{short}\"\n")),
+        "{dry:?}"
+    );
+    assert!(
+        dry.stdout
+            .contains("+token = \"(issued by GitLab on apply)\"\n"),
+        "{dry:?}"
+    );
+    assert!(
+        dry.stdout
+            .contains("+token_expires_at = 0001-01-01T00:00:00Z\n"),
+        "{dry:?}"
+    );
+    no_writes(&sim);
+    assert_eq!(sim.runner(runner.id).unwrap().token, runner.token);
+    assert_no_secret(&dry, &secrets(&sim));
 }
