@@ -301,3 +301,106 @@ fn a_pending_rotation_shows_in_the_plan_and_the_diff() {
     assert_eq!(sim.runner(runner.id).unwrap().token, runner.token);
     assert_no_secret(&dry, &secrets(&sim));
 }
+
+/// Every kind of line, with its id and reason, grouped by GitLab in the
+/// template's order; and bad input in a dry-run is exit 1.
+#[test]
+fn plan_lines_name_action_id_and_reason_per_gitlab() {
+    let a = Sim::start();
+    let b = Sim::start();
+    let ui = b.seed_runner(gitlab_sim::SeedRunner {
+        description: "made in the UI".into(),
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.write_template(&format!(
+        "[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n\n\
+         [[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n",
+        b.url(),
+        a.url()
+    ));
+    let executor = |file: &str, url: &str, extra: &str| {
+        host.write_executor(
+            file,
+            &format!("url = \"{url}\"\nexecutor = \"shell\"\n{extra}"),
+        )
+    };
+    executor("a-gone.toml", &a.url(), "name = \"a gone\"\n");
+    executor("a-kept.toml", &a.url(), "name = \"a kept\"\n");
+    executor(
+        "b-ui.toml",
+        &b.url(),
+        &format!("name = \"b ui\"\ntoken = \"{}\"\n", ui.token),
+    );
+    executor("b-kept.toml", &b.url(), "name = \"b kept\"\n");
+    assert_eq!(host.run(&[]).code, 0);
+    let id_of = |sim: &Sim, name: &str| {
+        sim.runners()
+            .into_iter()
+            .find(|r| r.description == name)
+            .unwrap()
+            .id
+    };
+    let (gone, kept_a, kept_b) = (
+        id_of(&a, "a gone"),
+        id_of(&a, "a kept"),
+        id_of(&b, "b kept"),
+    );
+
+    a.clear_requests();
+    b.clear_requests();
+    a.remove_runner(gone); // deleted in GitLab's UI
+    host.remove_executor("b-ui.toml"); // the UI runner is no longer used here
+    let dry = host.run(&["--dry-run"]);
+    assert_eq!(dry.code, 2, "{dry:?}");
+    let plan: Vec<&str> = dry
+        .stdout
+        .split("--- current")
+        .next()
+        .unwrap()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    let expected = [
+        (format!("GitLab {}", b.url()), ""),
+        ("keep".into(), "\"b kept\""),
+        ("delete-manager".into(), "\"b ui\""),
+        (format!("GitLab {}", a.url()), ""),
+        ("create".into(), "\"a gone\""),
+        ("keep".into(), "\"a kept\""),
+    ];
+    assert_eq!(plan.len(), expected.len(), "{plan:#?}");
+    for (line, (start, name)) in plan.iter().zip(&expected) {
+        assert!(
+            line.trim_start().starts_with(start.as_str()),
+            "{line} vs {start}"
+        );
+        assert!(line.contains(name), "{line} lacks {name}");
+    }
+    assert!(plan[1].contains(&format!("#{kept_b}")), "{}", plan[1]);
+    assert!(plan[2].contains(&format!("#{}", ui.id)), "{}", plan[2]);
+    assert!(plan[2].contains("only this host's manager"), "{}", plan[2]);
+    assert!(
+        plan[4].contains("token rejected by GitLab (HTTP 403)"),
+        "{}",
+        plan[4]
+    );
+    assert!(plan[5].contains(&format!("#{kept_a}")), "{}", plan[5]);
+    no_writes(&a);
+    no_writes(&b);
+    assert_eq!(b.runner(ui.id).unwrap().managers.len(), 1);
+    assert_no_secret(&dry, &[secrets(&a), secrets(&b)].concat());
+
+    // Bad input: exit 1, nothing asked of GitLab.
+    a.clear_requests();
+    b.clear_requests();
+    executor(
+        "a-kept.toml",
+        &a.url(),
+        "name = \"a kept\"\nlocked = \"yes\"\n",
+    );
+    let bad = host.run(&["--dry-run"]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("a-kept.toml"), "{bad:?}");
+    assert!(a.requests().is_empty() && b.requests().is_empty());
+}
