@@ -1,5 +1,6 @@
 //! The demo: a GitLab simulator, the example prefix in `examples/`, and
-//! register-runner run against them the way systemd would, step by step.
+//! register-runner's run (in this process, with the command line that
+//! systemd's `ExecStartPre=` would give) against them, step by step.
 //!
 //! `cargo run --example demo`
 
@@ -44,9 +45,30 @@ fn main() -> Result<()> {
     let config = fs::read_to_string(prefix.join("config.main.toml"))?;
     println!("{}", indent(&output::mask_tokens(&config)));
     println!("(tokens shown in short form here; the file holds them whole, mode 0600)");
+    println!("\nGitLab's runners and the tags that tell this host's apart:");
+    for r in sim.runners() {
+        println!("  #{} {:?}: {}", r.id, r.description, r.tag_list.join(", "));
+    }
 
     step("2. Restart: every token verified, nothing created, the file untouched");
+    let config_path = prefix.join("config.main.toml");
+    let before = (
+        fs::read(&config_path)?,
+        fs::metadata(&config_path)?.modified()?,
+    );
     run(&sim, &args(&[]))?;
+    let after = (
+        fs::read(&config_path)?,
+        fs::metadata(&config_path)?.modified()?,
+    );
+    println!(
+        "config.main.toml: {}",
+        if before == after {
+            "same bytes, same modification time (not rewritten)"
+        } else {
+            "CHANGED (unexpected)"
+        }
+    );
 
     step("3. The docker executor file is removed; --dry-run shows the plan and the diff");
     fs::remove_file(prefix.join("main/20-docker.toml"))?;
