@@ -822,6 +822,32 @@ fn rows() -> Vec<Row> {
             &["10-shell.toml", "symbolic link", "elsewhere.toml"],
         ),
         row(
+            "template: symbolic link to a file elsewhere",
+            |h, _| {
+                let elsewhere = scratch(h, "template-elsewhere.toml");
+                fs::copy(h.template_path(), &elsewhere).unwrap();
+                fs::remove_file(h.template_path()).unwrap();
+                symlink(&elsewhere, h.template_path()).unwrap();
+                no_args()
+            },
+            &[
+                "config.template.main.toml",
+                "symbolic link",
+                "template-elsewhere.toml",
+            ],
+        ),
+        row(
+            "last output: symbolic link to a file elsewhere",
+            |h, _| {
+                let elsewhere = scratch(h, "config-elsewhere.toml");
+                fs::copy(h.config_path(), &elsewhere).unwrap();
+                fs::remove_file(h.config_path()).unwrap();
+                symlink(&elsewhere, h.config_path()).unwrap();
+                no_args()
+            },
+            &["config.main.toml", "symbolic link", "config-elsewhere.toml"],
+        ),
+        row(
             "executor: a directory named like an executor file",
             |h, _| {
                 fs::create_dir(h.executor_dir().join("40-dir.toml")).unwrap();
