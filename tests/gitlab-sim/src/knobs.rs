@@ -2,7 +2,8 @@
 //! every Nth request with 502, the fixed-window rate limiter (429 with
 //! Rack::Attack's `RateLimit-*` and `Retry-After` headers), dropping
 //! connections, the registration-token switch (410), LLNL's patched
-//! `runner_details` (token exposed), and the runner token lifetime.
+//! `runner_details` (token exposed), the runner token lifetime, and a broken
+//! pagination of the runner lists.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +13,18 @@ use time::OffsetDateTime;
 
 use crate::SimOptions;
 use crate::clock;
+
+/// How `GET /runners` and `GET /runners/all` break their pagination (a
+/// misbehaving proxy or GitLab bug), so that a client reading every page
+/// cannot get the whole list.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListingFault {
+    /// No `x-next-page` header (and no `rel="next"` link) on any page: the
+    /// first page is all a client can find, even when it is full.
+    NoNextPage,
+    /// `x-next-page` (and the `next` link) name the current page again.
+    NextPageRepeats,
+}
 
 /// All knobs; every setter takes effect for the next request.
 #[derive(Debug)]
@@ -32,6 +45,7 @@ struct Inner {
     registration_enabled: bool,
     patched: bool,
     token_lifetime: Option<Duration>,
+    listing_fault: Option<ListingFault>,
 }
 
 /// The rate limiter's verdict on one request.
@@ -57,6 +71,7 @@ impl Knobs {
                 registration_enabled: !opts.registration_disabled,
                 patched: opts.patched,
                 token_lifetime: opts.token_lifetime,
+                listing_fault: None,
             }),
             drop_connections: AtomicBool::new(false),
         }
@@ -177,6 +192,14 @@ impl Knobs {
 
     pub(crate) fn token_lifetime(&self) -> Option<Duration> {
         self.lock().token_lifetime
+    }
+
+    pub(crate) fn set_listing_fault(&self, fault: Option<ListingFault>) {
+        self.lock().listing_fault = fault;
+    }
+
+    pub(crate) fn listing_fault(&self) -> Option<ListingFault> {
+        self.lock().listing_fault
     }
 }
 

@@ -2,7 +2,8 @@
 //! `register-runner` uses, faithful to `shared/reference/gitlab-api.md`),
 //! served over real HTTP on 127.0.0.1, with knobs for tests (latency, 502
 //! every Nth request, rate limiting, dropped connections, registration switch,
-//! LLNL's token-exposing patch, token lifetime) and a request log. This file
+//! LLNL's token-exposing patch, token lifetime, broken list pagination), a
+//! request log and the requests in flight. This file
 //! owns the public API: the well-known credentials, `SimOptions`, and the
 //! `Sim` handle that starts, inspects, steers and stops a server.
 //!
@@ -32,7 +33,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::AuthKind;
-pub use log::RequestRecord;
+pub use knobs::ListingFault;
+pub use log::{InFlight, RequestRecord};
 pub use state::{CreatedBy, ManagerState, RunnerState, SeedRunner};
 
 use app::Shared;
@@ -138,8 +140,22 @@ impl Sim {
         self.shared.log.snapshot()
     }
 
+    /// Clears the request log and restarts [`Sim::max_in_flight`].
     pub fn clear_requests(&self) {
         self.shared.log.clear();
+    }
+
+    /// The requests being handled right now (arrived, not yet answered;
+    /// latency included), in arrival order. A request leaves this list
+    /// once it is in [`Sim::requests`].
+    pub fn in_flight(&self) -> Vec<InFlight> {
+        self.shared.log.in_flight()
+    }
+
+    /// The most requests in flight at once since the start (or the last
+    /// `clear_requests`).
+    pub fn max_in_flight(&self) -> usize {
+        self.shared.log.max_in_flight()
     }
 
     /// All runners, sorted by id.
@@ -229,5 +245,11 @@ impl Sim {
     /// Lifetime of runner tokens created or reset from now on (`None` = never expire).
     pub fn set_token_lifetime(&self, d: Option<Duration>) {
         self.shared.knobs.set_token_lifetime(d);
+    }
+
+    /// Some: `GET /runners` and `GET /runners/all` break their pagination
+    /// headers that way (`None` = GitLab's headers).
+    pub fn set_listing_fault(&self, fault: Option<ListingFault>) {
+        self.shared.knobs.set_listing_fault(fault);
     }
 }

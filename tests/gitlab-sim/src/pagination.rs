@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::error::ApiError;
+use crate::knobs::ListingFault;
 use crate::params::Params;
 use crate::pipeline::Ctx;
 
@@ -93,6 +94,43 @@ pub(crate) fn paginate<T>(
         headers.push(("x-total-pages", total_pages.to_string()));
     }
     (page_items, headers)
+}
+
+/// Applies the `ListingFault` knob to a page's headers.
+pub(crate) fn break_next(
+    headers: &mut Vec<(&'static str, String)>,
+    fault: ListingFault,
+    req: PageRequest,
+    ctx: &Ctx,
+) {
+    let next_link = |h: &str| h.contains("rel=\"next\"");
+    for (name, value) in headers.iter_mut() {
+        if *name != "link" {
+            continue;
+        }
+        let mut links: Vec<String> = value
+            .split(", ")
+            .filter(|l| !next_link(l))
+            .map(str::to_string)
+            .collect();
+        if fault == ListingFault::NextPageRepeats {
+            links.insert(
+                0,
+                format!("<{}>; rel=\"next\"", page_href(ctx, req.page, req.per_page)),
+            );
+        }
+        *value = links.join(", ");
+    }
+    match fault {
+        ListingFault::NoNextPage => headers.retain(|(name, _)| *name != "x-next-page"),
+        ListingFault::NextPageRepeats => {
+            for (name, value) in headers.iter_mut() {
+                if *name == "x-next-page" {
+                    *value = req.page.to_string();
+                }
+            }
+        }
+    }
 }
 
 /// The request's URL with `page`/`per_page` replaced; parameters sorted by

@@ -1,7 +1,8 @@
 //! The per-request pipeline every request goes through before its handler:
 //! note the arrival time, read and parse the parameters, classify the
 //! credentials, apply the knobs (latency, 502 every Nth, rate limit), run the
-//! handler, add rate-limit headers, and append the outcome to the request log.
+//! handler, add rate-limit headers, and append the outcome to the request log
+//! (the request counts as in flight from arrival until then).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -56,6 +57,12 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
     let method = parts.method.to_string();
     let path = parts.uri.path().to_string();
     let query = parts.uri.query().unwrap_or("").to_string();
+    let _in_flight = sh.log.begin(&method, &path);
+    let user_agent = parts
+        .headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
 
     let content_type = parts
         .headers
@@ -141,6 +148,7 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
         body: log_body,
         at,
         retry_after,
+        user_agent,
     });
     response
 }

@@ -2,7 +2,10 @@
 //! thread (so plain synchronous tests can use it), accepts connections and
 //! serves HTTP/1.1 on each with hyper (over TLS when started with it),
 //! drops connections without a response when the knob says so, and stops
-//! (closing the port) on request.
+//! (closing the port) on request. Each request is handled in a task of its
+//! own that runs to completion even if the client disconnects meanwhile (as
+//! GitLab's Puma workers do): a client killed during the latency still
+//! leaves its runner created and its request logged.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener as StdListener};
@@ -84,6 +87,17 @@ impl Drop for Server {
     }
 }
 
+/// What the service answers when the handling task panicked.
+fn internal_error() -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        r#"{"message":"500 Internal Server Error"}"#,
+    )
+        .into_response()
+}
+
 async fn accept_loop(
     listener: StdListener,
     shared: Arc<Shared>,
@@ -132,9 +146,19 @@ async fn accept_loop(
                     return Err(DroppedConnection);
                 }
                 req.extensions_mut().insert(ConnInfo { peer, local });
-                match router.oneshot(req).await {
+                // Like GitLab, finish what was asked even if the client goes
+                // away: hyper drops this future when the connection closes,
+                // but not the task (latency, handler and log entry included).
+                let handling = tokio::spawn(async move {
+                    match router.oneshot(req).await {
+                        Ok(response) => response,
+                        Err(never) => match never {},
+                    }
+                });
+                match handling.await {
                     Ok(response) => Ok(response),
-                    Err(never) => match never {},
+                    // The handler panicked (or the runtime is shutting down).
+                    Err(_) => Ok(internal_error()),
                 }
             }
         });

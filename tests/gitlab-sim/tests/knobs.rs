@@ -292,3 +292,155 @@ fn fixed_port_and_url() {
         .is_err()
     );
 }
+
+/// Waits up to 10 s for `cond`; false if it never held.
+fn eventually(cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
+}
+
+/// Real GitLab finishes a request whose client went away: a client killed
+/// during the latency still leaves its runner created and its request logged.
+#[test]
+fn a_client_gone_during_the_latency_still_gets_its_request_done() {
+    use std::io::Write;
+
+    let sim = Sim::start_with(SimOptions {
+        latency: Some(Duration::from_millis(500)),
+        ..SimOptions::default()
+    });
+    let body = json!({"runner_type": "instance_type", "description": "orphan"}).to_string();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", sim.port())).unwrap();
+    write!(
+        stream,
+        "POST /api/v4/user/runners HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nPRIVATE-TOKEN: {ADMIN_PAT}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        sim.port(),
+        body.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    // Hang up once the simulator has the request, well within the latency.
+    assert!(
+        eventually(|| sim
+            .in_flight()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/api/v4/user/runners")),
+        "the request never arrived"
+    );
+    assert!(sim.runners().is_empty(), "handled before the latency");
+    stream.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(stream);
+
+    assert!(
+        eventually(|| sim.in_flight().is_empty()),
+        "still in flight: {:?}",
+        sim.in_flight()
+    );
+    let runners = sim.runners();
+    assert_eq!(runners.len(), 1, "{runners:#?}");
+    assert_eq!(runners[0].description, "orphan");
+    let log = sim.requests();
+    assert_eq!(log.len(), 1, "{log:#?}");
+    assert_eq!(
+        (log[0].method.as_str(), log[0].path.as_str(), log[0].status),
+        ("POST", "/api/v4/user/runners", 201)
+    );
+}
+
+#[test]
+fn in_flight_requests_and_their_high_water_mark() {
+    let sim = Sim::start_with(SimOptions {
+        latency: Some(Duration::from_millis(300)),
+        ..SimOptions::default()
+    });
+    assert_eq!(sim.max_in_flight(), 0);
+    let threads: Vec<_> = (0..3)
+        .map(|_| {
+            let url = api(&sim, "/version");
+            std::thread::spawn(move || client().get(url).pat(ADMIN_PAT).send().unwrap())
+        })
+        .collect();
+    assert!(
+        eventually(|| sim.in_flight().len() == 3),
+        "{:?}",
+        sim.in_flight()
+    );
+    assert!(
+        sim.in_flight()
+            .iter()
+            .all(|r| r.method == "GET" && r.path == "/api/v4/version")
+    );
+    for t in threads {
+        assert_eq!(t.join().unwrap().status().as_u16(), 200);
+    }
+    assert!(eventually(|| sim.in_flight().is_empty()));
+    assert_eq!(sim.max_in_flight(), 3);
+    assert_eq!(sim.requests().len(), 3);
+
+    // One at a time: the mark restarts with the log.
+    sim.clear_requests();
+    assert_eq!(sim.max_in_flight(), 0);
+    get(&sim, "/version", ADMIN_PAT);
+    get(&sim, "/version", ADMIN_PAT);
+    assert_eq!(sim.max_in_flight(), 1);
+}
+
+#[test]
+fn listing_faults_break_the_next_page() {
+    use gitlab_sim::{ListingFault, SeedRunner};
+
+    let sim = Sim::start();
+    for _ in 0..150 {
+        sim.seed_runner(SeedRunner {
+            tag_list: vec!["a".into()],
+            ..SeedRunner::default()
+        });
+    }
+    let path = "/runners/all?tag_list=a&per_page=100&page=1";
+    let resp = get(&sim, path, ADMIN_PAT);
+    assert_eq!(header(&resp, "x-next-page").as_deref(), Some("2"));
+    assert!(header(&resp, "link").unwrap().contains("rel=\"next\""));
+
+    sim.set_listing_fault(Some(ListingFault::NoNextPage));
+    for path in [path, "/runners?per_page=100"] {
+        let resp = get(&sim, path, ADMIN_PAT);
+        assert_eq!(resp.status().as_u16(), 200);
+        assert_eq!(header(&resp, "x-next-page"), None);
+        let link = header(&resp, "link").unwrap();
+        assert!(
+            !link.contains("rel=\"next\"") && link.contains("rel=\"first\""),
+            "{link}"
+        );
+    }
+    let resp = get(&sim, path, ADMIN_PAT);
+    let items: Value = resp.json().unwrap();
+    assert_eq!(
+        items.as_array().unwrap().len(),
+        100,
+        "the page itself is full"
+    );
+
+    sim.set_listing_fault(Some(ListingFault::NextPageRepeats));
+    let resp = get(
+        &sim,
+        "/runners/all?tag_list=a&per_page=100&page=2",
+        ADMIN_PAT,
+    );
+    assert_eq!(header(&resp, "x-next-page").as_deref(), Some("2"));
+    let link = header(&resp, "link").unwrap();
+    assert!(
+        link.contains("page=2&per_page=100&tag_list=a>; rel=\"next\""),
+        "{link}"
+    );
+
+    sim.set_listing_fault(None);
+    let resp = get(&sim, path, ADMIN_PAT);
+    assert_eq!(header(&resp, "x-next-page").as_deref(), Some("2"));
+}

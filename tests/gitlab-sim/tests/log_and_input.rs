@@ -203,3 +203,25 @@ fn concurrent_clients() {
         sim.runners().into_iter().map(|r| r.token).collect();
     assert_eq!(tokens.len(), 80);
 }
+
+#[test]
+fn log_records_the_user_agent() {
+    let sim = Sim::start();
+    client()
+        .get(api(&sim, "/version"))
+        .header("User-Agent", "register-runner/9.9.9")
+        .pat(ADMIN_PAT)
+        .send()
+        .unwrap();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", sim.port())).unwrap();
+    std::io::Write::write_all(
+        &mut stream,
+        b"GET /api/v4/version HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    std::io::Read::read_to_end(&mut stream, &mut Vec::new()).unwrap();
+    let log = sim.requests();
+    assert_eq!(log.len(), 2);
+    assert_eq!(log[0].user_agent.as_deref(), Some("register-runner/9.9.9"));
+    assert_eq!(log[1].user_agent, None);
+}

@@ -136,7 +136,10 @@ fn list(sh: &Shared, ctx: &Ctx, all: bool) -> Result<Response, ApiError> {
             .map(|r| entities::runner(r, now))
             .collect()
     };
-    let (items, headers) = pagination::paginate(items, page, ctx);
+    let (items, mut headers) = pagination::paginate(items, page, ctx);
+    if let Some(fault) = sh.knobs.listing_fault() {
+        pagination::break_next(&mut headers, fault, page, ctx);
+    }
     let mut response = json(StatusCode::OK, Value::Array(items));
     for (name, value) in headers {
         if let Ok(value) = HeaderValue::from_str(&value) {
