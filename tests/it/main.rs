@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod cli;
+mod coverage;
 mod dry_run;
 mod ownership;
 mod reliability;

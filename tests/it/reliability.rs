@@ -62,6 +62,7 @@ fn every_third_request_failing_with_502_converges() {
     assert_eq!(again.code, 0, "{again:?}");
     assert_eq!(mutating(&sim.requests()), Vec::<String>::new());
     assert_converged(&host, &sim, 3);
+    assert_no_secret(&again, &secrets(&sim));
 }
 
 #[test]
@@ -154,6 +155,7 @@ fn gitlab_down_without_a_token_for_every_executor_fails() {
         &format!("url = \"{url}\"\nexecutor = \"shell\"\n"),
     );
     assert_eq!(host.run(&[]).code, 0);
+    let secret_list = secrets(&sim);
     sim.stop();
     host.write_executor(
         "docker.toml",
@@ -164,46 +166,114 @@ fn gitlab_down_without_a_token_for_every_executor_fails() {
     assert!(run.stderr.contains("has no token"), "{run:?}");
     // the runner it does hold is still there
     assert_eq!(host.config_runners().len(), 1);
+    assert_no_secret(&run, &secret_list);
+}
+
+/// Waits up to 20 s for `cond`; false if it never held.
+fn eventually(cond: impl Fn() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    cond()
 }
 
 #[test]
 fn sigkill_during_registration_leaves_no_orphan() {
+    // Each request spends 400 ms in GitLab's hands: a kill that lands once a
+    // create has arrived is mid-request, and GitLab (like the real one)
+    // finishes it: a runner whose token the killed run never received.
     let sim = Sim::start_with(SimOptions {
-        latency: Some(Duration::from_millis(300)),
+        latency: Some(Duration::from_millis(400)),
         ..Default::default()
     });
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
     executors(&host, &sim.url(), 5);
-    // Kill runs at different points: before, during and between creates
-    // (each create takes 300 ms in GitLab's hands).
-    for offset_ms in [120, 380, 650, 910] {
+    let creating = || {
+        sim.in_flight()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/api/v4/user/runners")
+    };
+    let mut killed = Vec::new();
+    // Every secret GitLab ever held: a killed run may have printed the token
+    // of a runner a later one deleted.
+    let mut secret_list = secrets(&sim);
+    for _ in 0..3 {
         let mut child = host
-            .command(&["--timeout", "30"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .command(&["--timeout", "60", "-v"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(Duration::from_millis(offset_ms));
+        let arrived = eventually(creating);
         child.kill().unwrap();
-        child.wait().unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(arrived, "no create reached GitLab: {out:?}");
+        killed.push(Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        });
+        // GitLab finishes what the killed run started.
+        assert!(
+            eventually(|| sim.in_flight().is_empty()),
+            "{:?}",
+            sim.in_flight()
+        );
+        secret_list.extend(secrets(&sim));
         // never a half-written config: whatever is there parses
         if host.config_path().exists() {
             let _ = host.config_doc();
         }
     }
     assert!(sim.runners().len() < 10, "{:#?}", sim.runners());
+    let held: Vec<String> = if host.config_path().exists() {
+        host.config_runners()
+            .iter()
+            .map(|e| table_str(e, "token"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let orphans: Vec<_> = sim
+        .runners()
+        .into_iter()
+        .filter(|r| !held.contains(&r.token))
+        .collect();
+    assert!(
+        !orphans.is_empty(),
+        "the kills left no orphan to clean up: the test proves nothing\n{:#?}",
+        sim.runners()
+    );
+    for run in &killed {
+        assert_eq!(run.code, -1, "not killed: {run:?}");
+        // it got as far as logging the create it was killed in
+        assert!(!run.stderr.is_empty(), "{run:?}");
+        assert_no_secret(run, &secret_list);
+    }
 
     sim.set_latency(None);
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_converged(&host, &sim, 5);
+    for orphan in &orphans {
+        assert!(
+            sim.runner(orphan.id).is_none(),
+            "orphan #{} survived",
+            orphan.id
+        );
+    }
     assert!(
         !host.files().iter().any(|f| f.ends_with(".tmp")),
         "temp files left behind: {:?}",
         host.files()
     );
     assert_no_secret(&run, &secrets(&sim));
+    assert_no_secret(&run, &secret_list);
 }
 
 #[test]
@@ -285,6 +355,7 @@ fn unreachable_gitlab_keeps_the_config_byte_for_byte_even_after_edits() {
     host.three_executors(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let before = host.config();
+    let secret_list = secrets(&sim);
     host.write_executor(
         "20-docker.toml",
         &format!(
@@ -300,4 +371,5 @@ fn unreachable_gitlab_keeps_the_config_byte_for_byte_even_after_edits() {
         before,
         "config changed while GitLab was unreachable"
     );
+    assert_no_secret(&run, &secret_list);
 }
