@@ -294,18 +294,22 @@ async fn observe_all(
 }
 
 fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Result<ExitCode> {
-    let planned = output::render(
-        &inputs.template.globals,
-        &assemble(inputs, plan, &Applied::default(), &HashMap::new(), true),
-        Secrets::Mask,
-    );
+    let runners = assemble(inputs, plan, &Applied::default(), &HashMap::new(), true);
+    let planned = output::render(&inputs.template.globals, &runners, Secrets::Mask);
     let current = store
         .text
         .as_deref()
         .map(output::mask_tokens)
         .unwrap_or_default();
-    let diff = report::diff(&current, &planned);
-    let changes = plan.has_changes() || !diff.is_empty();
+    let mut diff = report::diff(&current, &planned);
+    // Whether the file changes is decided on the real values: a changed
+    // secret setting may look the same in short form.
+    let planned_real = output::render(&inputs.template.globals, &runners, Secrets::Reveal);
+    let file_changes = store.text.as_deref() != Some(planned_real.as_str());
+    if file_changes && diff.is_empty() {
+        diff = "(only secret values change; they are not shown)\n".to_string();
+    }
+    let changes = plan.has_changes() || file_changes;
     let text = match cli.output {
         OutputFormat::Text => report::text(plan, &diff, std::io::stdout().is_terminal()),
         OutputFormat::Json => format!("{:#}\n", report::json(plan, &diff, changes)),

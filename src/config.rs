@@ -608,6 +608,21 @@ fn drop_client_configs_comments(doc: &mut DocumentMut) {
             .is_some_and(|p| p.split_inclusive('\n').any(|l| l.trim().is_empty()));
         decor.set_prefix(if blank { "\n" } else { "" });
     }
+    fn uncomment_key(table: &mut Table, name: &str) {
+        match table.get_mut(name) {
+            Some(Item::Table(dotted)) if dotted.is_dotted() => {
+                let first = dotted.iter().next().map(|(k, _)| k.to_string());
+                if let Some(first) = first {
+                    uncomment_key(dotted, &first);
+                }
+            }
+            _ => {
+                if let Some(mut key) = table.key_mut(name) {
+                    uncomment(key.leaf_decor_mut());
+                }
+            }
+        }
+    }
     fn clear_after(table: &mut Table, after: &[isize]) {
         if table.position().is_some_and(|p| after.contains(&p)) {
             uncomment(table.decor_mut());
@@ -637,15 +652,15 @@ fn drop_client_configs_comments(doc: &mut DocumentMut) {
             .iter()
             .position(|k| k == "client_configs")
             .unwrap_or(0);
-        let next_value = names[at + 1..]
-            .iter()
-            .find(|k| root.get(k).is_some_and(Item::is_value));
-        match next_value {
-            Some(name) => {
-                if let Some(mut key) = root.key_mut(name) {
-                    uncomment(key.leaf_decor_mut());
-                }
-            }
+        // The next key-value line: a value, or a dotted key (`a.b = 1`),
+        // whose comments sit on its last part.
+        let next_line = names[at + 1..].iter().find(|k| match root.get(k) {
+            Some(Item::Value(_)) => true,
+            Some(Item::Table(t)) => t.is_dotted(),
+            _ => false,
+        });
+        match next_line {
+            Some(name) => uncomment_key(root, name),
             None => match all.first() {
                 Some((first, _)) => after.push(*first),
                 None => trailing = true,
@@ -1236,6 +1251,10 @@ y""" }
             (
                 "a = 1\nclient_configs = [{ url = \"a\" }]\n# glpat-OLD1\n",
                 "a = 1\n",
+            ),
+            (
+                "client_configs = [{ url = \"a\" }]\n# 8HxyzOLDSECRET\ns.l.m = 1\n# t\n[t]\n",
+                "s.l.m = 1\n# t\n[t]\n",
             ),
         ] {
             let mut doc: DocumentMut = text.parse().unwrap();

@@ -69,7 +69,7 @@ pub fn render(globals: &DocumentMut, runners: &[OutputRunner<'_>], secrets: Secr
                 url,
                 credentials,
                 token_pending,
-            } => executor_table(executor, url, credentials.as_ref(), *token_pending, secrets),
+            } => executor_table(executor, url, credentials.as_ref(), *token_pending),
             OutputRunner::Kept(table) => (*table).clone(),
         };
         if secrets == Secrets::Mask {
@@ -97,7 +97,6 @@ fn executor_table(
     url: &str,
     credentials: Option<&Credentials>,
     token_pending: bool,
-    secrets: Secrets,
 ) -> Table {
     let mut table = Table::new();
     table.insert("name", value(executor.name.as_str()));
@@ -110,10 +109,8 @@ fn executor_table(
             toml_time(None),
         ),
         Some(c) => {
-            let token = match secrets {
-                Secrets::Reveal => c.token.expose().to_string(),
-                Secrets::Mask => c.token.short(),
-            };
+            // The real value; `render` masks it for the dry-run.
+            let token = c.token.expose().to_string();
             (
                 c.id,
                 token,
@@ -206,10 +203,8 @@ fn mask_secret_values(table: &mut Table) {
 
 fn mask_value(secret: bool, value: &mut toml_edit::Value) {
     match value {
-        // Already short, or the placeholder of a token still to come.
-        toml_edit::Value::String(s)
-            if secret && s.value() != PENDING_TOKEN && !s.value().ends_with('…') =>
-        {
+        // Not the placeholder of a token still to come.
+        toml_edit::Value::String(s) if secret && s.value() != PENDING_TOKEN => {
             let mut masked = toml_edit::Value::from(Secret::new(s.value().as_str()).short());
             *masked.decor_mut() = s.decor().clone();
             *value = masked;

@@ -404,3 +404,78 @@ fn plan_lines_name_action_id_and_reason_per_gitlab() {
     assert!(bad.stderr.contains("a-kept.toml"), "{bad:?}");
     assert!(a.requests().is_empty() && b.requests().is_empty());
 }
+
+#[test]
+fn a_changed_secret_setting_is_a_change_without_showing_it() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    let executor = |secret: &str| {
+        host.write_executor(
+            "10-shell.toml",
+            &format!(
+                "url = \"{}\"\nexecutor = \"shell\"\n\n[cache]\nType = \"s3\"\n\n[cache.s3]\n\
+                 AccessKey = \"AKIAEXAMPLE\"\nSecretKey = \"{secret}\"\n",
+                sim.url()
+            ),
+        )
+    };
+    executor("wJalOLDrXUtnFEMIK7MDENG");
+    assert_eq!(host.run(&[]).code, 0);
+    assert!(
+        host.config()
+            .contains("SecretKey = \"wJalOLDrXUtnFEMIK7MDENG\"")
+    );
+
+    executor("wJalNEWrXUtnFEMIK7MDENG");
+    let dry = host.run(&["--dry-run"]);
+    assert_eq!(dry.code, 2, "{dry:?}");
+    assert!(
+        dry.stdout
+            .contains("(only secret values change; they are not shown)"),
+        "{dry:?}"
+    );
+    assert!(!dry.all_output().contains("OLDrXU"), "{dry:?}");
+    assert!(!dry.all_output().contains("NEWrXU"), "{dry:?}");
+    assert!(host.config().contains("wJalOLDrXUtnFEMIK7MDENG"));
+
+    // A visible change shows the masked key and not its value.
+    executor("zzzzNEWrXUtnFEMIK7MDENG");
+    let dry = host.run(&["--dry-run"]);
+    assert_eq!(dry.code, 2, "{dry:?}");
+    assert!(dry.stdout.contains("-SecretKey = \"wJal…\"\n"), "{dry:?}");
+    assert!(dry.stdout.contains("+SecretKey = \"zzzz…\"\n"), "{dry:?}");
+    assert!(
+        dry.stdout.contains(" AccessKey = \"AKIAEXAMPLE\"\n"),
+        "{dry:?}"
+    );
+
+    assert_eq!(host.run(&[]).code, 0);
+    assert!(
+        host.config()
+            .contains("SecretKey = \"zzzzNEWrXUtnFEMIK7MDENG\"")
+    );
+    assert_eq!(host.run(&["--dry-run"]).code, 0);
+}
+
+#[test]
+fn a_comment_after_inline_client_configs_stays_out() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.write_template(&format!(
+        "concurrent = 4\nclient_configs = [{{ url = \"{}\", personal_access_token = \"{ADMIN_PAT}\" }}]\n\
+         # personal_access_token = \"8HxyzOLDSECRETabcdef\"\nsession_server.listen_address = \"[::]:8093\"\n",
+        sim.url()
+    ));
+    host.shell_executor(&sim.url());
+    let dry = host.run(&["--dry-run"]);
+    assert_eq!(dry.code, 2, "{dry:?}");
+    assert!(!dry.all_output().contains("OLDSECRET"), "{dry:?}");
+    assert_eq!(host.run(&[]).code, 0);
+    let config = host.config();
+    assert!(!config.contains("OLDSECRET"), "{config}");
+    assert!(
+        config.contains("session_server.listen_address = \"[::]:8093\""),
+        "{config}"
+    );
+}
