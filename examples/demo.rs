@@ -43,7 +43,7 @@ fn main() -> Result<()> {
     run(&sim, &args(&[]))?;
     println!("\n{}:", prefix.join("config.main.toml").display());
     let config = fs::read_to_string(prefix.join("config.main.toml"))?;
-    println!("{}", indent(&output::mask_tokens(&config)));
+    println!("{}", indent(&output::mask_secrets(&config)));
     println!("(tokens shown in short form here; the file holds them whole, mode 0600)");
     println!("\nGitLab's runners and the tags that tell this host's apart:");
     for r in sim.runners() {

@@ -299,7 +299,7 @@ fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Resul
     let current = store
         .text
         .as_deref()
-        .map(output::mask_tokens)
+        .map(output::mask_secrets)
         .unwrap_or_default();
     let mut diff = report::diff(&current, &planned);
     // Whether the file changes is decided on the real values: a changed

@@ -168,7 +168,7 @@ fn toml_time(t: Option<OffsetDateTime>) -> Datetime {
 
 /// The same file with every token and other secret setting in short form
 /// (for the dry-run diff of the current file).
-pub fn mask_tokens(text: &str) -> String {
+pub fn mask_secrets(text: &str) -> String {
     let Ok(mut doc) = text.parse::<DocumentMut>() else {
         return String::new();
     };
@@ -289,16 +289,16 @@ Type = "s3"
         let masked = render(&globals, &runners, Secrets::Mask);
         assert!(masked.contains("token = \"glrt-0123…\""), "{masked}");
         assert!(!masked.contains("glrt-0123456789abcdef"));
-        assert_eq!(mask_tokens(&text), masked);
+        assert_eq!(mask_secrets(&text), masked);
         let odd = "[[Runners]]\nname = \"x\"\nToken = \"glrt-0123456789abcdef\" # c\n";
         assert_eq!(
-            mask_tokens(odd),
+            mask_secrets(odd),
             "[[Runners]]\nname = \"x\"\nToken = \"glrt-0123…\" # c\n"
         );
         let cache = "[[runners]]\n[runners.cache.s3]\nAccessKey = \"AKIAEXAMPLE\"\n\
                      SecretKey = \"wJalrXUtnFEMIK7MDENG\"\n[runners.cache.gcs]\n\
                      credentials = { private_key = \"-----BEGIN PRIVATE KEY-----abc\" }\n";
-        let masked = mask_tokens(cache);
+        let masked = mask_secrets(cache);
         assert!(masked.contains("AccessKey = \"AKIAEXAMPLE\""), "{masked}");
         assert!(masked.contains("SecretKey = \"wJal…\""), "{masked}");
         assert!(!masked.contains("PRIVATE KEY-----abc"), "{masked}");

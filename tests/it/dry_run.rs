@@ -271,7 +271,7 @@ fn a_pending_rotation_shows_in_the_plan_and_the_diff() {
     host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let runner = sim.runners()[0].clone();
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+    wait_into_last_quarter_of_a_4s_token();
     sim.clear_requests();
 
     let dry = host.run(&["--dry-run"]);

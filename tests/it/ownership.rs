@@ -302,7 +302,7 @@ fn two_hosts_sharing_a_ui_token() -> (Sim, [Host; 2]) {
 #[test]
 fn a_shared_ui_token_is_not_rotated() {
     let (sim, hosts) = two_hosts_sharing_a_ui_token();
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+    wait_into_last_quarter_of_a_4s_token();
     sim.clear_requests();
     let a = hosts[0].run(&[]);
     assert_eq!(a.code, 0, "{a:?}");
@@ -427,7 +427,7 @@ fn a_reset_is_never_repeated_once_it_may_have_reached_gitlab() {
         &format!("url = \"{url}\"\nexecutor = \"shell\"\n"),
     );
     assert_eq!(host.run(&[]).code, 0);
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+    wait_into_last_quarter_of_a_4s_token();
     sim.clear_requests();
     let run = host.run(&[]);
     assert_eq!(run.code, 1, "{run:?}");
@@ -566,7 +566,7 @@ fn a_shared_ui_token_is_not_rotated_after_a_failed_listing() {
         ),
     );
     hosts[0].template_with_pat(&sim.url(), "glpat-expired-0000000000");
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+    wait_into_last_quarter_of_a_4s_token();
     let a = hosts[0].run(&[]);
     assert_eq!(
         count(

@@ -169,18 +169,6 @@ fn gitlab_down_without_a_token_for_every_executor_fails() {
     assert_no_secret(&run, &secret_list);
 }
 
-/// Waits up to 20 s for `cond`; false if it never held.
-fn eventually(cond: impl Fn() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if cond() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    cond()
-}
-
 #[test]
 fn sigkill_during_registration_leaves_no_orphan() {
     // Each request spends 400 ms in GitLab's hands: a kill that lands once a

@@ -278,3 +278,21 @@ pub fn table_int(table: &toml_edit::Table, key: &str) -> i64 {
         .and_then(|i| i.as_integer())
         .unwrap_or_default()
 }
+
+/// Polls `cond` every 2 ms for up to 20 s; false if it never held.
+pub fn eventually(cond: impl Fn() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    cond()
+}
+
+/// With the simulator's `token_lifetime` at 4 s: waits until a token just
+/// issued is in the last quarter of its life (due for rotation).
+pub fn wait_into_last_quarter_of_a_4s_token() {
+    std::thread::sleep(std::time::Duration::from_millis(3200));
+}

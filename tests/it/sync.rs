@@ -577,7 +577,7 @@ fn a_token_near_expiry_is_rotated_and_saved() {
     assert_eq!(host.run(&[]).code, 0);
     let first = sim.runners()[0].clone();
     assert!(host.config().contains(&first.token));
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+    wait_into_last_quarter_of_a_4s_token();
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
@@ -723,15 +723,10 @@ fn a_token_gitlab_runner_rotates_during_a_run_is_not_overwritten() {
         .unwrap();
     // Once GitLab has answered the verify of a's token, gitlab-runner (still
     // running) rotates it and rewrites the config.
-    let started = std::time::Instant::now();
-    while !sim
+    assert!(eventually(|| sim
         .requests()
         .iter()
-        .any(|r| r.path == "/api/v4/runners/verify" && r.status == 200)
-    {
-        assert!(started.elapsed() < std::time::Duration::from_secs(10));
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
+        .any(|r| r.path == "/api/v4/runners/verify" && r.status == 200)));
     let rotated = rotate_like_gitlab_runner(&sim, &host, &a.token);
     let out = child.wait_with_output().unwrap();
     assert!(
@@ -804,7 +799,7 @@ fn the_tools_own_rotation_is_not_taken_for_gitlab_runners() {
     host.template_with_pat(&sim.url(), ADMIN_PAT);
     host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+    wait_into_last_quarter_of_a_4s_token();
     let run = host.run(&[]);
     assert!(run.stderr.contains("rotating token"), "{run:?}");
     assert!(!run.stderr.contains("gitlab-runner rotated"), "{run:?}");
@@ -816,7 +811,7 @@ fn the_tools_own_rotation_is_not_taken_for_gitlab_runners() {
 #[test]
 fn a_new_token_is_saved_before_it_is_verified() {
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     let sim = Sim::start();
     let host = Host::new();
@@ -829,11 +824,10 @@ fn a_new_token_is_saved_before_it_is_verified() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    while count(&sim.requests(), "POST", "/api/v4/runners") == 0 {
-        assert!(started.elapsed() < Duration::from_secs(20), "no create");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    assert!(
+        eventually(|| count(&sim.requests(), "POST", "/api/v4/runners") > 0),
+        "no create"
+    );
     // The verify that follows the create now waits out the latency.
     std::thread::sleep(Duration::from_millis(150));
     child.kill().unwrap();
