@@ -54,8 +54,17 @@ pub struct ApiError {
     pub status: Option<u16>,
     pub message: String,
     /// Connection failures, timeouts and exhausted retries: GitLab is down
-    /// or out of reach, as opposed to refusing the request.
+    /// or out of reach (or kept asking to wait until the deadline), as
+    /// opposed to refusing the request.
     pub unreachable: bool,
+}
+
+impl ApiError {
+    /// Given up while GitLab's rate limit held the run: for the exit rule
+    /// this is like an unreachable GitLab, but it is named differently.
+    pub fn rate_limited(&self) -> bool {
+        self.message.starts_with(RATE_LIMITED)
+    }
 }
 
 impl fmt::Display for ApiError {
@@ -572,10 +581,14 @@ impl GitLab {
             .acquire()
             .await
             .map_err(|_| fail("client closed".into(), None))?;
+        // Failures that count toward MAX_ATTEMPTS: a 429 (or a 503 with a
+        // wait) is GitLab asking to wait, not a failure, and does not count.
         let mut attempt = 0u32;
+        let mut throttled_for = Duration::ZERO;
         loop {
-            attempt += 1;
-            self.wait_if_asked().await;
+            // Time held back by GitLab's rate limit (another request's 429)
+            // counts as waiting on it, as does this request's own.
+            throttled_for = throttled_for.saturating_add(self.wait_if_asked().await);
             let now = Instant::now();
             let Some(remaining) = self
                 .deadline
@@ -583,7 +596,7 @@ impl GitLab {
                 .filter(|d| !d.is_zero())
             else {
                 return Err(fail(
-                    "gave up: the --timeout deadline has passed".into(),
+                    gave_up_message(attempt, throttled_for, None, throttled_for > Duration::ZERO),
                     None,
                 ));
             };
@@ -608,6 +621,12 @@ impl GitLab {
                     let status = response.status();
                     let headers = response.headers().clone();
                     if !is_retryable(status) {
+                        // The window's last allowed request: the next one
+                        // would be refused, so this run waits for the reset
+                        // (spread, like every host that saw the same).
+                        if let Some(wait) = exhausted_window_wait(&headers) {
+                            self.hold_off(spread_over_window(wait, self.time_left()));
+                        }
                         let body = response
                             .bytes()
                             .await
@@ -666,19 +685,51 @@ impl GitLab {
                     )
                 });
             }
-            let backoff = if self.backoff {
-                jittered_backoff(attempt)
-            } else {
-                Duration::ZERO
+            let left = self.time_left();
+            let throttled = match status {
+                Some(429) => true,
+                Some(503) => wait_hint.is_some(),
+                _ => false,
             };
-            let wait = wait_hint.unwrap_or(backoff);
-            if wait_hint.is_some() {
-                self.hold_off(wait);
-            }
-            let left = self.deadline.saturating_duration_since(Instant::now());
-            if attempt >= MAX_ATTEMPTS || wait >= left {
+            let wait = if throttled {
+                // Honour GitLab's wait, spread over the next window so that
+                // a fleet restarting together does not retry in lockstep.
+                // A request refused while this run already holds off (its
+                // other requests were refused too) keeps the moment drawn
+                // for them: one draw per run, not the latest of many.
+                let base = wait_hint.unwrap_or(BACKOFF_FIRST).min(left);
+                let wait = match self.held_off_for() {
+                    Some(held) if held >= base => held,
+                    _ => {
+                        let wait = spread_over_window(base, left);
+                        self.hold_off(wait);
+                        wait
+                    }
+                };
+                throttled_for = throttled_for.saturating_add(wait.min(left));
+                wait
+            } else {
+                attempt += 1;
+                let backoff = if self.backoff {
+                    jittered_backoff(attempt)
+                } else {
+                    Duration::ZERO
+                };
+                let wait = wait_hint.unwrap_or(backoff);
+                if wait_hint.is_some() {
+                    self.hold_off(wait);
+                }
+                if attempt >= MAX_ATTEMPTS {
+                    return Err(fail(
+                        gave_up_message(attempt, throttled_for, Some(&reason), false),
+                        status,
+                    ));
+                }
+                wait
+            };
+            if wait >= left {
                 return Err(fail(
-                    format!("gave up after {attempt} attempt(s): {reason}"),
+                    gave_up_message(attempt, throttled_for, Some(&reason), throttled),
                     status,
                 ));
             }
@@ -692,23 +743,69 @@ impl GitLab {
             tokio::time::sleep(wait).await;
         }
     }
+
+    fn time_left(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
 }
+
+/// Why a request was given up on. Running out of time while GitLab's rate
+/// limit holds the run is named as such: an operator must not look for an
+/// outage. The message starts with [`RATE_LIMITED`] then.
+fn gave_up_message(
+    attempts: u32,
+    throttled_for: Duration,
+    last: Option<&str>,
+    rate_limited: bool,
+) -> String {
+    let last = last.map(|r| format!(": {r}")).unwrap_or_default();
+    let waited = format!("{:.1} s", throttled_for.as_secs_f64());
+    if rate_limited {
+        format!(
+            "{RATE_LIMITED}: waited {waited} in total as it asked, and the --timeout deadline came first{last}"
+        )
+    } else if attempts == 0 {
+        "gave up: the --timeout deadline has passed".to_string()
+    } else if throttled_for.is_zero() {
+        format!("gave up after {attempts} attempt(s){last}")
+    } else {
+        format!(
+            "gave up after {attempts} attempt(s), and {waited} waiting on GitLab's rate limit{last}"
+        )
+    }
+}
+
+/// How a give-up under GitLab's rate limit begins.
+pub const RATE_LIMITED: &str = "rate limited by GitLab (HTTP 429)";
 
 impl GitLab {
     /// Sleeps while GitLab's last `Retry-After` is in force.
-    async fn wait_if_asked(&self) {
+    /// Returns how long it slept.
+    async fn wait_if_asked(&self) -> Duration {
         let until = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(until) = until.map(|t| t.min(self.deadline)) {
             let now = Instant::now();
             if until > now {
                 tokio::time::sleep(until - now).await;
+                return until - now;
             }
         }
+        Duration::ZERO
+    }
+
+    /// How long this run still holds off this GitLab, if it does.
+    fn held_off_for(&self) -> Option<Duration> {
+        let until = (*self.not_before.lock().unwrap_or_else(|e| e.into_inner()))?;
+        until.checked_duration_since(Instant::now())
     }
 
     /// Makes every request to this GitLab wait `wait` from now.
     fn hold_off(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        // Saturating: a server may ask for any wait (`Retry-After:
+        // 18446744073709551615`); none outlasts the deadline anyway.
+        let until = Instant::now()
+            .checked_add(wait.min(self.time_left()))
+            .unwrap_or(self.deadline);
         let mut guard = self.not_before.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none_or(|t| t < until) {
             *guard = Some(until);
@@ -779,28 +876,62 @@ fn transport_reason(e: &reqwest::Error) -> String {
     }
 }
 
-/// `RateLimit-ResetTime` (HTTP date) first, then `Retry-After` (seconds or
-/// HTTP date), as gitlab-runner does (gitlab-api.md §7).
+/// How long GitLab asked to wait: the longer of `RateLimit-ResetTime`
+/// (HTTP date: when the window resets) and `Retry-After` (seconds or HTTP
+/// date; relative, so free of clock skew), gitlab-api.md §7. Either alone
+/// is used as it is.
 fn server_wait(headers: &HeaderMap) -> Option<Duration> {
-    let until = |value: &str| {
-        httpdate::parse_http_date(value).ok().map(|t| {
-            t.duration_since(SystemTime::now())
-                .unwrap_or(Duration::ZERO)
-        })
-    };
-    if let Some(wait) = headers
+    let reset = headers
         .get("ratelimit-resettime")
         .and_then(|v| v.to_str().ok())
-        .and_then(until)
-    {
-        // An HTTP date has whole seconds: wait out the rest of that second.
-        return Some(wait + Duration::from_secs(1));
+        .and_then(until_http_date);
+    let retry_after = headers
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .and_then(|value| match value.parse::<u64>() {
+            Ok(secs) => Some(Duration::from_secs(secs)),
+            Err(_) => until_http_date(value),
+        });
+    reset.max(retry_after)
+}
+
+fn until_http_date(value: &str) -> Option<Duration> {
+    httpdate::parse_http_date(value).ok().map(|t| {
+        t.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO)
+    })
+}
+
+/// On an answer that was let through: when it used up the rate-limit
+/// window (`RateLimit-Remaining: 0`), how long until the window resets
+/// (`RateLimit-Reset`, epoch seconds). The next request before then would
+/// only be refused.
+fn exhausted_window_wait(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
+    if header("ratelimit-remaining")? != 0 {
+        return None;
     }
-    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    match value.parse::<u64>() {
-        Ok(secs) => Some(Duration::from_secs(secs)),
-        Err(_) => until(value),
-    }
+    let reset =
+        SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(header("ratelimit-reset")?))?;
+    Some(
+        reset
+            .duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// GitLab's wait plus a random share of the next window, so that hosts
+/// refused together come back spread out instead of in lockstep. The
+/// window is not sent; the wait until its reset is at most one window and
+/// at least a second (Rack::Attack's resolution), so that is the spread.
+/// The result never exceeds `left` (what remains of `--timeout`), with
+/// saturating arithmetic whatever the server asked for.
+fn spread_over_window(wait: Duration, left: Duration) -> Duration {
+    let wait = wait.min(left);
+    let window = wait.max(Duration::from_secs(1)).min(left - wait);
+    let jitter = rand::random_range(0..=window.as_millis().min(u128::from(u64::MAX)) as u64);
+    wait.saturating_add(Duration::from_millis(jitter)).min(left)
 }
 
 /// 250 ms, 500 ms, 1 s, … capped at 10 s; each drawn from [d/2, d].
@@ -864,6 +995,69 @@ mod tests {
             wait >= Duration::from_secs(4) && wait <= Duration::from_secs(6),
             "{wait:?}"
         );
+    }
+
+    #[test]
+    fn a_servers_wait_is_spread_over_the_next_window_and_clamped() {
+        let left = Duration::from_secs(30);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..200 {
+            let wait = spread_over_window(Duration::from_secs(2), left);
+            assert!(
+                wait >= Duration::from_secs(2) && wait <= Duration::from_secs(4),
+                "{wait:?}"
+            );
+            seen.insert(wait.as_millis() / 100);
+        }
+        assert!(seen.len() > 5, "no spread: {seen:?}");
+        // Whatever the server asks for, the wait ends with the deadline.
+        assert_eq!(spread_over_window(Duration::MAX, left), left);
+        assert!(spread_over_window(Duration::from_secs(29), left) <= left);
+        assert_eq!(
+            spread_over_window(Duration::from_secs(5), Duration::ZERO),
+            Duration::ZERO
+        );
+    }
+
+    #[test]
+    fn an_exhausted_window_is_waited_out_before_the_next_request() {
+        let mut headers = HeaderMap::new();
+        let reset = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 3;
+        headers.insert(
+            "ratelimit-reset",
+            HeaderValue::from_str(&reset.to_string()).unwrap(),
+        );
+        headers.insert("ratelimit-remaining", HeaderValue::from_static("4"));
+        assert_eq!(exhausted_window_wait(&headers), None);
+        headers.insert("ratelimit-remaining", HeaderValue::from_static("0"));
+        let wait = exhausted_window_wait(&headers).unwrap();
+        assert!(
+            wait > Duration::from_secs(1) && wait <= Duration::from_secs(3),
+            "{wait:?}"
+        );
+        headers.insert(
+            "ratelimit-reset",
+            HeaderValue::from_static("18446744073709551615"),
+        );
+        assert_eq!(exhausted_window_wait(&headers), None);
+    }
+
+    #[test]
+    fn running_out_of_time_under_a_rate_limit_is_not_called_an_outage() {
+        let message = gave_up_message(
+            0,
+            Duration::from_millis(12_300),
+            Some("HTTP 429: Retry later"),
+            true,
+        );
+        assert!(message.starts_with(RATE_LIMITED), "{message}");
+        assert!(message.contains("12.3 s"), "{message}");
+        let message = gave_up_message(8, Duration::ZERO, Some("HTTP 502: Bad Gateway"), false);
+        assert_eq!(message, "gave up after 8 attempt(s): HTTP 502: Bad Gateway");
     }
 
     #[test]

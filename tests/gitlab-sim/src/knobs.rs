@@ -46,6 +46,8 @@ struct Inner {
     patched: bool,
     token_lifetime: Option<Duration>,
     listing_fault: Option<ListingFault>,
+    /// `(requests left, Retry-After seconds)`: answer that many 429s.
+    throttle_next: (u64, u64),
 }
 
 /// The rate limiter's verdict on one request.
@@ -72,6 +74,7 @@ impl Knobs {
                 patched: opts.patched,
                 token_lifetime: opts.token_lifetime,
                 listing_fault: None,
+                throttle_next: (0, 0),
             }),
             drop_connections: AtomicBool::new(false),
         }
@@ -120,6 +123,15 @@ impl Knobs {
         authenticated: bool,
     ) -> Option<RateVerdict> {
         let mut k = self.lock();
+        if k.throttle_next.0 > 0 {
+            k.throttle_next.0 -= 1;
+            let retry = k.throttle_next.1;
+            return Some(RateVerdict {
+                limited: true,
+                headers: vec![("Retry-After", retry.to_string())],
+                retry_after: Some(retry),
+            });
+        }
         let limit = u64::from(k.rate_limit?);
         let second = now.unix_timestamp();
         if k.window.0 != second {
@@ -160,6 +172,12 @@ impl Knobs {
             headers,
             retry_after: limited.then_some(retry),
         })
+    }
+
+    /// The next `n` requests get 429 with `Retry-After: retry_after_secs`
+    /// (a throttle in front of GitLab), whatever the rate limit says.
+    pub(crate) fn throttle_next(&self, n: u64, retry_after_secs: u64) {
+        self.lock().throttle_next = (n, retry_after_secs);
     }
 
     pub(crate) fn set_drop_connections(&self, on: bool) {

@@ -221,6 +221,12 @@ impl Sim {
         self.shared.knobs.set_fail_every(n);
     }
 
+    /// The next `n` requests are answered 429 with `Retry-After:
+    /// retry_after_secs`, whatever the rate limit says.
+    pub fn throttle_next(&self, n: u64, retry_after_secs: u64) {
+        self.shared.knobs.throttle_next(n, retry_after_secs);
+    }
+
     /// At most this many requests per one-second window; the rest get 429.
     pub fn set_rate_limit(&self, per_sec: Option<u32>) {
         self.shared.knobs.set_rate_limit(per_sec);
