@@ -13,14 +13,15 @@ use time::OffsetDateTime;
 use crate::apply::{self, Applied, Persist};
 use crate::cli::{Cli, OutputFormat};
 use crate::config::{self, Inputs, LoadEnv};
+use crate::config_file::{OutputWriter, assemble};
 use crate::exit::ExitCode;
 use crate::fsutil::{self, PrefixLock};
 use crate::gitlab::GitLab;
 use crate::observe::{self, Identity};
-use crate::output::{self, OutputRunner, Secrets};
+use crate::output::{self, Secrets};
 use crate::plan::{self, Observation, Plan, RunnerAction};
 use crate::report;
-use crate::store::{Credentials, TokenStore};
+use crate::store::TokenStore;
 use crate::system_id::SystemId;
 use crate::tags::{self, Capture, TagContext, TagSchema};
 
@@ -121,15 +122,25 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    // Instances share `.runner_system_id`: what tells their runners apart
+    // is what the other instances' configs hold, and their instance tags.
+    let instances = crate::store::instances(
+        &cli.prefix,
+        &cli.service_instance,
+        OffsetDateTime::now_utc(),
+    );
     let identity = Identity {
         identifying_tags: identifying,
         system_id: system_id.value.clone(),
         name_prefix: format!("{hostname} {} ", cli.service_instance),
+        instance: cli.service_instance.clone(),
+        other_instances: instances.others.iter().map(|o| o.name.clone()).collect(),
     };
     let observations = runtime.block_on(observe_all(
         &inputs,
         &runner_tags,
         &store,
+        &instances,
         &clients,
         &identity,
     ));
@@ -137,6 +148,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         &inputs,
         &runner_tags,
         &store,
+        &instances,
         &observations,
         OffsetDateTime::now_utc(),
         cli.allow_empty,
@@ -149,8 +161,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         );
     }
     for g in &plan.gitlabs {
-        if let Some(reason) = &g.offline {
-            tracing::warn!(gitlab = %g.url, "GitLab is unreachable: {reason}");
+        if let (Some(reason), Some(kind)) = (&g.offline, g.offline_kind()) {
+            tracing::warn!(gitlab = %g.url, "GitLab is {kind}: {reason}");
         }
         for warning in &g.warnings {
             tracing::warn!(gitlab = %g.url, "{warning}");
@@ -161,28 +173,20 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         return dry_run(cli, &inputs, &store, &plan);
     }
 
-    let offline: Vec<&str> = plan
+    let offline: Vec<String> = plan
         .gitlabs
         .iter()
-        .filter(|g| g.offline.is_some())
-        .map(|g| g.url.as_str())
+        .filter_map(|g| Some(format!("{} {}", g.url, g.offline_kind()?)))
         .collect();
     if cli.strict && !offline.is_empty() {
         bail!(
-            "GitLab unreachable ({}) and --strict is given: not starting on the last config",
+            "GitLab could not be used ({}) and --strict is given: not starting on the last config",
             offline.join(", ")
         );
     }
 
     // 5. Apply, persisting each new token at once.
-    let mut writer = OutputWriter {
-        inputs: &inputs,
-        plan: &plan,
-        path: &output_path,
-        store: &store,
-        written: HashMap::new(),
-        rotated: HashMap::new(),
-    };
+    let mut writer = OutputWriter::new(&inputs, &plan, &store);
     let applied = runtime.block_on(apply::apply(
         &plan,
         &inputs,
@@ -213,8 +217,10 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 }
             ) {
                 failures.push(format!(
-                    "{}: runner `{}` has no token in the last config and GitLab is unreachable",
-                    g.url, r.name
+                    "{}: runner `{}` has no token in the last config and GitLab is {}",
+                    g.url,
+                    r.name,
+                    g.offline_kind().unwrap_or("unreachable")
                 ));
             }
         }
@@ -222,34 +228,68 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     if let Err(e) = wrote {
         failures.push(format!("{e:#}"));
     }
-    if !failures.is_empty() {
-        for failure in &failures {
-            tracing::error!("{failure}");
-        }
-        bail!(
-            "{} step(s) failed; whatever succeeded was written to `{}`",
-            failures.len(),
-            output_path.display()
-        );
-    }
-    if !offline.is_empty() {
+    if !offline.is_empty() && failures.is_empty() {
         tracing::warn!(
-            "started on the last config: GitLab unreachable ({}); gitlab-runner will reconnect when it is back",
+            "started on the last config: GitLab could not be used ({}); gitlab-runner will reconnect when it is back",
             offline.join(", ")
         );
     }
+    let warnings = plan.warning_count() + applied.warnings.len();
     tracing::info!(
-        runners = inputs.executors.len(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "runners in sync"
+        "{}: {}, elapsed {} ms",
+        if failures.is_empty() {
+            "runners in sync"
+        } else {
+            "run failed"
+        },
+        summary(&plan, &applied, failures.len(), warnings),
+        started.elapsed().as_millis()
     );
+    if !failures.is_empty() {
+        bail!(
+            "{} step(s) failed ({}); whatever succeeded was written to `{}`",
+            failures.len(),
+            failures.join("; "),
+            output_path.display()
+        );
+    }
     Ok(ExitCode::Success)
+}
+
+/// The counts of the final summary line, for people and for monitoring:
+/// `created=1 updated=0 rotated=0 deleted=2 kept=5 held=0 failed=0 warnings=1`.
+fn summary(plan: &Plan, applied: &Applied, failed: usize, warnings: usize) -> String {
+    let runners = || plan.gitlabs.iter().flat_map(|g| &g.runners);
+    let issued = |r: &&plan::RunnerPlan| applied.issued.contains_key(&r.name);
+    let created = runners()
+        .filter(|r| matches!(r.action, RunnerAction::Create { .. }))
+        .filter(issued)
+        .count();
+    let rotated = runners().filter(|r| r.rotate).filter(issued).count();
+    let kept = runners()
+        .filter(|r| matches!(r.action, RunnerAction::Keep { .. }))
+        .count();
+    let held = runners()
+        .filter(|r| matches!(r.action, RunnerAction::Hold { .. }))
+        .count()
+        + plan
+            .gitlabs
+            .iter()
+            .map(|g| g.carry_over.len())
+            .sum::<usize>()
+        + plan.unknown_gitlab.len();
+    format!(
+        "created={created} updated={} rotated={rotated} deleted={} kept={kept} held={held} failed={failed} warnings={warnings}",
+        applied.updated,
+        applied.deleted.len()
+    )
 }
 
 async fn observe_all(
     inputs: &Inputs,
     runner_tags: &[Vec<String>],
     store: &TokenStore,
+    instances: &crate::store::Instances,
     clients: &[Arc<GitLab>],
     identity: &Identity,
 ) -> Vec<Observation> {
@@ -268,9 +308,20 @@ async fn observe_all(
             .filter(|r| r.url == client.url)
             .cloned()
             .collect();
+        let foreign_ids = instances
+            .others
+            .iter()
+            .flat_map(|o| &o.held)
+            .filter(|(url, id, _)| *url == client.url && *id != 0)
+            .map(|(_, id, _)| *id)
+            .collect();
         let gitlab = clients[c].clone();
         let identity = identity.clone();
-        tasks.spawn(async move { (c, observe::observe(gitlab, executors, held, identity).await) });
+        tasks.spawn(async move {
+            let observation =
+                observe::observe(gitlab, executors, held, identity, foreign_ids).await;
+            (c, observation)
+        });
     }
     let mut observations: Vec<Option<Observation>> = vec![None; inputs.template.clients.len()];
     while let Some(joined) = tasks.join_next().await {
@@ -331,9 +382,13 @@ fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Resul
             .map(|reason| format!("{}: listing this host's runners failed: {reason}", g.url))
     }));
     problems.extend(plan.gitlabs.iter().filter_map(|g| {
-        g.offline
-            .as_ref()
-            .map(|reason| format!("{}: unreachable: {reason}", g.url))
+        g.offline.as_ref().map(|reason| {
+            format!(
+                "{}: {}: {reason}",
+                g.url,
+                g.offline_kind().unwrap_or("unreachable")
+            )
+        })
     }));
     if !problems.is_empty() {
         bail!(
@@ -347,160 +402,4 @@ fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Resul
     } else {
         ExitCode::Success
     })
-}
-
-/// The `[[runners]]` entries to write: executors in file-name order with
-/// their credentials, then entries carried over. `applied` holds what apply
-/// issued and deleted so far; `show_pending` (dry-run) shows runners still
-/// to be created with a placeholder token and leaves planned deletes out.
-fn assemble<'a>(
-    inputs: &'a Inputs,
-    plan: &'a Plan,
-    applied: &Applied,
-    rotated_meanwhile: &HashMap<String, Credentials>,
-    show_pending: bool,
-) -> Vec<OutputRunner<'a>> {
-    let mut by_executor: HashMap<usize, &RunnerAction> = HashMap::new();
-    let mut rotating: Vec<usize> = Vec::new();
-    for g in &plan.gitlabs {
-        for r in &g.runners {
-            by_executor.insert(r.executor, &r.action);
-            if r.rotate {
-                rotating.push(r.executor);
-            }
-        }
-    }
-    let mut runners = Vec::new();
-    for (i, executor) in inputs.executors.iter().enumerate() {
-        let url = inputs
-            .template
-            .clients
-            .iter()
-            .find(|c| c.url == executor.url)
-            .map_or(executor.url.as_str(), |c| c.url.as_str());
-        let issued = applied.issued.get(&executor.name).cloned();
-        let credentials = match by_executor.get(&i) {
-            Some(RunnerAction::Keep { credentials, .. }) => {
-                Some(
-                    issued.unwrap_or_else(|| match rotated_meanwhile.get(&executor.name) {
-                        Some(newer) if newer.id == credentials.id => newer.clone(),
-                        _ => credentials.clone(),
-                    }),
-                )
-            }
-            Some(RunnerAction::Create { fallback, .. }) => match issued {
-                Some(c) => Some(c),
-                None if show_pending => {
-                    runners.push(OutputRunner::Executor {
-                        executor,
-                        url,
-                        credentials: None,
-                        token_pending: true,
-                    });
-                    continue;
-                }
-                // Not created (yet): the runner it replaces stays in use.
-                None => fallback.clone(),
-            },
-            // Kept exactly as it was in the last output.
-            Some(RunnerAction::Hold {
-                entry: Some(entry), ..
-            }) => {
-                runners.push(OutputRunner::Kept(&entry.0));
-                continue;
-            }
-            Some(RunnerAction::Hold { credentials, .. }) => credentials.clone(),
-            Some(RunnerAction::Fail { .. }) | None => None,
-        };
-        if let Some(credentials) = credentials {
-            runners.push(OutputRunner::Executor {
-                executor,
-                url,
-                credentials: Some(credentials),
-                // Dry-run (nothing applied): a rotation replaces the token.
-                token_pending: show_pending && rotating.contains(&i),
-            });
-        }
-    }
-    for (_, _, entry) in &plan.unknown_gitlab {
-        runners.push(OutputRunner::Kept(&entry.0));
-    }
-    for (g, gitlab) in plan.gitlabs.iter().enumerate() {
-        for (_, entry) in &gitlab.carry_over {
-            runners.push(OutputRunner::Kept(&entry.0));
-        }
-        if show_pending {
-            continue;
-        }
-        for (d, delete) in gitlab.deletes.iter().enumerate() {
-            if let Some(entry) = &delete.held
-                && !applied.deleted.contains(&(g, d))
-            {
-                runners.push(OutputRunner::Kept(&entry.0));
-            }
-        }
-    }
-    runners
-}
-
-/// Rewrites the output with what is known so far (atomically, only when
-/// the bytes change).
-struct OutputWriter<'a> {
-    inputs: &'a Inputs,
-    plan: &'a Plan,
-    path: &'a std::path::Path,
-    /// The last output as read at the start of the run.
-    store: &'a TokenStore,
-    /// The token this run last wrote for each runner name.
-    written: HashMap<String, crate::secret::Secret>,
-    /// Tokens gitlab-runner rotated during this run, found so far.
-    rotated: HashMap<String, Credentials>,
-}
-
-impl OutputWriter<'_> {
-    /// Tokens a running gitlab-runner rotated and wrote into the file since
-    /// this run read it (reference pitfall 3), by runner name: they are
-    /// newer than the ones this run holds.
-    fn rotated_meanwhile(&self) -> HashMap<String, Credentials> {
-        let Ok(now) = TokenStore::load(self.path, OffsetDateTime::now_utc()) else {
-            return HashMap::new();
-        };
-        now.runners
-            .into_iter()
-            .filter(|r| {
-                self.written.get(&r.name) != Some(&r.credentials.token)
-                    && self.store.find(&r.url, &r.name).is_some_and(|then| {
-                        then.credentials.token != r.credentials.token
-                            && then.credentials.id == r.credentials.id
-                    })
-            })
-            .map(|r| (r.name, r.credentials))
-            .collect()
-    }
-}
-
-impl Persist for OutputWriter<'_> {
-    fn persist(&mut self, applied: &Applied) -> Result<()> {
-        for (name, credentials) in self.rotated_meanwhile() {
-            tracing::info!(runner = %name, "keeping the token gitlab-runner rotated during this run");
-            self.rotated.insert(name, credentials);
-        }
-        let runners = assemble(self.inputs, self.plan, applied, &self.rotated, false);
-        let text = output::render(&self.inputs.template.globals, &runners, Secrets::Reveal);
-        self.written = runners
-            .iter()
-            .filter_map(|r| match r {
-                OutputRunner::Executor {
-                    executor,
-                    credentials: Some(c),
-                    ..
-                } => Some((executor.name.clone(), c.token.clone())),
-                _ => None,
-            })
-            .collect();
-        if fsutil::write_atomic_if_changed(self.path, text.as_bytes())? {
-            tracing::info!(path = %self.path.display(), "wrote the runner config");
-        }
-        Ok(())
-    }
 }

@@ -24,6 +24,8 @@ pub struct Applied {
     pub issued: HashMap<String, Credentials>,
     /// Deletions done, as (GitLab index, delete index).
     pub deleted: HashSet<(usize, usize)>,
+    /// Settings updates GitLab accepted.
+    pub updated: usize,
     /// One line per failed step.
     pub failures: Vec<String>,
     /// Steps that failed without keeping the runners from working
@@ -130,11 +132,12 @@ pub async fn apply(
                 continue;
             };
             tracing::info!(gitlab = %client.url, runner = %runner.name, id = update.id, "updating runner: {}", update.reason);
-            if let Err(e) = gitlab.update_runner(update.id, &update.changes).await {
-                applied.warnings.push(format!(
+            match gitlab.update_runner(update.id, &update.changes).await {
+                Ok(()) => applied.updated += 1,
+                Err(e) => applied.warnings.push(format!(
                     "runner `{}`: cannot update its settings: {e}",
                     runner.name
-                ));
+                )),
             }
         }
 

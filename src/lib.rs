@@ -6,6 +6,7 @@ pub mod app;
 pub mod apply;
 pub mod cli;
 pub mod config;
+pub mod config_file;
 pub mod exit;
 pub mod fsutil;
 pub mod gitlab;

@@ -39,3 +39,28 @@ pub fn init(cli: &Cli) {
     // A second init (only possible in tests) keeps the first subscriber.
     let _ = result;
 }
+
+/// Prints the error a run ended with on stderr, bypassing the log filter
+/// (as ripgrep does), in the active format: `ERROR …` as text, one JSON
+/// object shaped like the other log lines with `--log-format json`, and
+/// with journald's `<3>` (err) priority prefix under journald. Any
+/// token-shaped word is masked.
+pub fn print_final_error(cli: &Cli, message: &str) {
+    use std::io::Write;
+    let message = crate::secret::mask_token_like(message);
+    let line = match cli.log_format {
+        LogFormat::Json => serde_json::json!({
+            "timestamp": time::OffsetDateTime::now_utc()
+                .format(&time::format_description::well_known::Rfc3339)
+                .unwrap_or_default(),
+            "level": "ERROR",
+            "fields": {"message": message},
+        })
+        .to_string(),
+        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+            format!("<3>ERROR {message}")
+        }
+        LogFormat::Text => format!("ERROR {message}"),
+    };
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}

@@ -23,7 +23,9 @@ fn main() -> std::process::ExitCode {
     match app::run(&cli) {
         Ok(code) => code.into(),
         Err(err) => {
-            tracing::error!("{err:#}");
+            // Printed here, once, whatever the log filter (`-q`,
+            // `RUST_LOG=off`): a failed run always says why.
+            logging::print_final_error(&cli, &format!("{err:#}"));
             ExitCode::Failure.into()
         }
     }

@@ -24,18 +24,25 @@ pub struct Identity {
     pub system_id: String,
     /// `"<hostname> <instance> "`, how this host's default runner names start.
     pub name_prefix: String,
+    /// This instance's name, and the other instances on its prefix (their
+    /// names are their runners' instance tags).
+    pub instance: String,
+    pub other_instances: Vec<String>,
 }
 
 /// Reads what the plan needs from one GitLab. `executors` come with their
 /// tags.
+/// `foreign_ids`: runners on this GitLab that other instances on the
+/// prefix hold; they are never this instance's, so nothing is read of them.
 pub async fn observe(
     gitlab: Arc<GitLab>,
     executors: Vec<(Executor, Vec<String>)>,
     held: Vec<HeldRunner>,
     identity: Identity,
+    foreign_ids: HashSet<u64>,
 ) -> Observation {
     let (system_id, name_prefix) = (identity.system_id.clone(), identity.name_prefix.clone());
-    match observe_inner(gitlab, executors, held, identity).await {
+    match observe_inner(gitlab, executors, held, identity, foreign_ids).await {
         Ok(observation) => observation,
         Err(unreachable) => {
             Observation::unreachable(unreachable.to_string(), &system_id, &name_prefix)
@@ -48,6 +55,7 @@ async fn observe_inner(
     executors: Vec<(Executor, Vec<String>)>,
     held: Vec<HeldRunner>,
     identity: Identity,
+    foreign_ids: HashSet<u64>,
 ) -> Result<Observation, ApiError> {
     let system_id = identity.system_id.clone();
     // Phase 1: verify every held token and every executor's own token
@@ -92,7 +100,7 @@ async fn observe_inner(
         .collect();
     let candidates: Vec<&ListedRunner> = listed
         .iter()
-        .filter(|r| !accounted.contains(&r.id))
+        .filter(|r| !accounted.contains(&r.id) && !foreign_ids.contains(&r.id))
         .collect();
     let managers = managers_of(&gitlab, candidates.iter().map(|r| r.id).collect()).await?;
 
@@ -121,11 +129,14 @@ async fn observe_inner(
         Some(Ok(ids)) => ids.iter().all(|s| *s == system_id),
         _ => false,
     };
+    // With other instances on the prefix, a candidate's tags tell whether
+    // it may be another instance's (`plan::ownership`): read them all.
+    let others_here = !identity.other_instances.is_empty();
     for runner in &candidates {
         let named_here = executors
             .iter()
             .any(|(e, _)| runner.description.as_deref() == Some(e.name.as_str()));
-        if named_here && not_foreign(runner.id) {
+        if others_here || (named_here && not_foreign(runner.id)) {
             detail_ids.insert(runner.id);
         }
     }
@@ -149,6 +160,10 @@ async fn observe_inner(
                 tags_of,
                 &system_id,
                 &identity.name_prefix,
+                &crate::plan::Instances {
+                    this: &identity.instance,
+                    others: &identity.other_instances,
+                },
             )
             .is_ok()
         })

@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 use crate::config::{Executor, Inputs};
 use crate::gitlab::{IssuedToken, ListedRunner, RunnerAttributes, RunnerDetails};
 use crate::secret::Secret;
-use crate::store::{Credentials, HeldRunner, RawEntry, TokenStore, truncate_to_second};
+use crate::store::{
+    self, Credentials, HeldRunner, OtherInstance, RawEntry, TokenStore, truncate_to_second,
+};
 
 /// What `POST /runners/verify` said of one token.
 #[derive(Debug, Clone)]
@@ -116,6 +118,10 @@ pub struct RunnerPlan {
     pub update: Option<Update>,
     /// The token is in its last quarter of life: reset it.
     pub rotate: bool,
+    /// The last output's entry for this name, written back byte for byte
+    /// whenever the run does not end with verified credentials for it (a
+    /// failure, a failed create): no token is ever dropped (SPEC §5).
+    pub held: Option<RawEntry>,
 }
 
 #[derive(Debug, Clone)]
@@ -188,7 +194,33 @@ pub enum DeleteHow {
     Manager(Secret),
 }
 
+impl GitLabPlan {
+    /// How to name why this GitLab could not be used: `"rate limited"` when
+    /// the deadline came while GitLab kept asking to wait, else
+    /// `"unreachable"`. Both keep the last config (SPEC §5).
+    pub fn offline_kind(&self) -> Option<&'static str> {
+        self.offline.as_deref().map(|reason| {
+            if reason.contains(crate::gitlab::RATE_LIMITED) {
+                "rate limited"
+            } else {
+                "unreachable"
+            }
+        })
+    }
+}
+
 impl Plan {
+    /// How many warnings the plan logs (a GitLab that could not be used
+    /// counts as one), for the final summary line.
+    pub fn warning_count(&self) -> usize {
+        self.unknown_gitlab.len()
+            + self
+                .gitlabs
+                .iter()
+                .map(|g| g.warnings.len() + usize::from(g.offline.is_some()))
+                .sum::<usize>()
+    }
+
     /// Whether applying would call anything but reads.
     pub fn has_changes(&self) -> bool {
         self.gitlabs.iter().any(|g| {
@@ -208,6 +240,7 @@ pub fn plan(
     inputs: &Inputs,
     tags: &[Vec<String>],
     store: &TokenStore,
+    instances: &store::Instances,
     observations: &[Observation],
     now: OffsetDateTime,
     allow_empty: bool,
@@ -229,16 +262,17 @@ pub fn plan(
                 .iter()
                 .filter(|r| r.url == client.url)
                 .collect();
-            plan_gitlab(
-                c,
-                &client.url,
-                &executors,
+            plan_gitlab(&GitLabContext {
+                client: c,
+                url: &client.url,
+                executors: &executors,
                 tags,
-                &held,
-                &observations[c],
+                held: &held,
+                seen: &observations[c],
                 now,
-                inputs.executor_dir_empty && !allow_empty,
-            )
+                cap_deletes: inputs.executor_dir_empty && !allow_empty,
+                others: &Neighbours::new(&instances.others, &client.url, &instances.this),
+            })
         })
         .collect();
     let unknown_gitlab = store
@@ -253,17 +287,75 @@ pub fn plan(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn plan_gitlab(
+/// What the plan of one GitLab is computed from.
+#[derive(Clone, Copy)]
+struct GitLabContext<'a> {
+    /// Index into `Template::clients`.
     client: usize,
-    url: &str,
-    executors: &[(usize, &Executor)],
-    tags: &[Vec<String>],
-    held: &[&HeldRunner],
-    seen: &Observation,
+    url: &'a str,
+    /// This GitLab's executors, with their index into `Inputs::executors`.
+    executors: &'a [(usize, &'a Executor)],
+    /// The tags of every executor, by that index.
+    tags: &'a [Vec<String>],
+    /// The last output's entries on this GitLab.
+    held: &'a [&'a HeldRunner],
+    seen: &'a Observation,
     now: OffsetDateTime,
+    /// The executor directory is empty and `--allow-empty` was not given.
     cap_deletes: bool,
-) -> GitLabPlan {
+    others: &'a Neighbours<'a>,
+}
+
+/// The other instances on this prefix, as far as one GitLab goes: which of
+/// its runners they hold, and their instance tags.
+pub struct Neighbours<'a> {
+    url: &'a str,
+    /// This instance's name.
+    this: &'a str,
+    instances: &'a [OtherInstance],
+}
+
+impl<'a> Neighbours<'a> {
+    pub fn new(instances: &'a [OtherInstance], url: &'a str, this: &'a str) -> Neighbours<'a> {
+        Neighbours {
+            url,
+            this,
+            instances,
+        }
+    }
+
+    /// The instance whose last output holds this runner (by id or token).
+    pub fn holder(&self, id: Option<u64>, token: Option<&Secret>) -> Option<&'a str> {
+        self.instances
+            .iter()
+            .find(|o| {
+                o.held.iter().any(|(url, held_id, held_token)| {
+                    url == self.url
+                        && (id.is_some_and(|id| id != 0 && id == *held_id)
+                            || token.is_some_and(|t| t == held_token))
+                })
+            })
+            .map(|o| o.name.as_str())
+    }
+
+    /// The names of the other instances: each is the instance tag of its runners.
+    pub fn names(&self) -> Vec<String> {
+        self.instances.iter().map(|o| o.name.clone()).collect()
+    }
+}
+
+fn plan_gitlab(cx: &GitLabContext<'_>) -> GitLabPlan {
+    let GitLabContext {
+        client,
+        url,
+        executors,
+        tags,
+        held,
+        seen,
+        now,
+        cap_deletes,
+        others,
+    } = *cx;
     let mut gitlab = GitLabPlan {
         url: url.to_string(),
         client,
@@ -313,10 +405,14 @@ fn plan_gitlab(
                 action: RunnerAction::Hold {
                     credentials: entry.map(|h| h.credentials.clone()),
                     entry: entry.map(|h| h.table.clone()),
-                    reason: format!("GitLab unreachable: {reason}"),
+                    reason: format!(
+                        "GitLab {}: {reason}",
+                        gitlab.offline_kind().unwrap_or("unreachable")
+                    ),
                 },
                 update: None,
                 rotate: false,
+                held: entry.map(|h| h.table.clone()),
             });
         }
         for h in &unwanted {
@@ -341,7 +437,11 @@ fn plan_gitlab(
             .find(|(_, e)| e.name == name)
             .map(|(i, _)| tags[*i].as_slice())
     };
+    let other_names = others.names();
     let owns = |runner: &ListedRunner| {
+        if let Some(holder) = others.holder(Some(runner.id), None) {
+            return Err(format!("instance `{holder}` on this prefix holds it"));
+        }
         ownership(
             runner,
             seen.managers.get(&runner.id),
@@ -349,6 +449,10 @@ fn plan_gitlab(
             tags_of,
             &seen.system_id,
             &seen.name_prefix,
+            &Instances {
+                this: others.this,
+                others: &other_names,
+            },
         )
     };
 
@@ -411,6 +515,26 @@ fn plan_gitlab(
                 executor.name
             ));
         }
+        // A runner another instance on this prefix holds too is not changed
+        // from here: a reset would lock that instance out, and two
+        // instances' settings would flip it back and forth.
+        let shared_with = match &action {
+            RunnerAction::Keep { credentials, .. } => {
+                others.holder(nonzero(credentials.id), Some(&credentials.token))
+            }
+            _ => None,
+        };
+        let (update, rotate) = match shared_with {
+            Some(holder) if update.is_some() || rotate => {
+                gitlab.warnings.push(format!(
+                    "runner `{}`: instance `{holder}` on this prefix holds it too, so `{}` neither updates nor \
+                     rotates it; give each instance its own runner (remove the entry from one of the two configs)",
+                    executor.name, others.this
+                ));
+                (None, false)
+            }
+            _ => (update, rotate),
+        };
         let action = match action {
             RunnerAction::Create {
                 reason, fallback, ..
@@ -432,6 +556,7 @@ fn plan_gitlab(
             action,
             update,
             rotate,
+            held: held_entry.map(|h| h.table.clone()),
         });
     }
 
@@ -515,6 +640,10 @@ fn plan_gitlab(
         if claimed.contains_key(&runner.id) || deleted_ids.contains(&runner.id) {
             continue;
         }
+        // Another instance on this prefix holds it: never this one's.
+        if others.holder(Some(runner.id), None).is_some() {
+            continue;
+        }
         let name = runner.description.clone().unwrap_or_default();
         let reason = match names_kept.get(name.as_str()) {
             // Kept with an unknown id: this may be the very runner.
@@ -542,6 +671,30 @@ fn plan_gitlab(
             held: None,
             after_create: None,
         });
+    }
+    // A runner another instance on this prefix holds is never deleted from
+    // here; its entry stays so that no token is lost.
+    for delete in std::mem::take(&mut gitlab.deletes) {
+        let token = match &delete.how {
+            DeleteHow::ByToken(t) | DeleteHow::Manager(t) => Some(t),
+            DeleteHow::ById(_) => None,
+        };
+        match others.holder(delete.id, token) {
+            Some(holder) => {
+                gitlab.warnings.push(format!(
+                    "runner `{}`{}: instance `{holder}` on this prefix holds it too, so `{}` does not delete it \
+                     ({}); remove its entry from one of the two configs",
+                    delete.name,
+                    delete.id.map(|id| format!(" (#{id})")).unwrap_or_default(),
+                    others.this,
+                    delete.reason
+                ));
+                if let Some(entry) = delete.held {
+                    gitlab.carry_over.push((delete.name, entry));
+                }
+            }
+            None => gitlab.deletes.push(delete),
+        }
     }
     if cap_deletes && !gitlab.deletes.is_empty() {
         gitlab.problems.push(format!(
@@ -587,6 +740,13 @@ impl Provenance<'_> {
     }
 }
 
+/// This instance and the others configured on its prefix.
+#[derive(Debug, Clone, Copy)]
+pub struct Instances<'a> {
+    pub this: &'a str,
+    pub others: &'a [String],
+}
+
 /// Whether a runner found only by the listing (its identifying tags) is
 /// this host's to delete or restore. A host name without digits has tags
 /// that are a subset of its siblings' (`ci-node`, `ci-node01`), and a host
@@ -602,7 +762,38 @@ pub fn ownership<'t>(
     tags_of: impl Fn(&str) -> Option<&'t [String]>,
     system_id: &str,
     name_prefix: &str,
+    instances: &Instances<'_>,
 ) -> Result<(), String> {
+    // Instances on one host share its system id, so managers cannot tell
+    // them apart: a runner carrying another instance's tag may be that
+    // instance's (SPEC §3). Its token is held by no config here (those are
+    // never listed candidates), so it is ambiguous and left alone.
+    if !instances.others.is_empty() {
+        match details {
+            Some(Ok(details)) => {
+                if let Some(other) = instances
+                    .others
+                    .iter()
+                    .find(|i| details.tag_list.contains(i))
+                {
+                    return Err(format!(
+                        "it also carries `{other}`, the instance tag of instance `{other}` on this prefix, and \
+                         neither `{this}`'s config nor `{other}`'s holds its token, so it may be `{other}`'s \
+                         (if it is a leftover of neither, delete it in GitLab)",
+                        this = instances.this
+                    ));
+                }
+            }
+            Some(Err(e)) => {
+                return Err(format!(
+                    "its tags cannot be read ({e}) and other instances share this prefix"
+                ));
+            }
+            None => {
+                return Err("its tags were not read and other instances share this prefix".into());
+            }
+        }
+    }
     match managers {
         Some(Ok(system_ids)) if !system_ids.is_empty() => {
             match system_ids.iter().find(|s| *s != system_id) {

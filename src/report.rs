@@ -113,8 +113,10 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
     for (url, lines) in lines(plan) {
         let _ = writeln!(out, "GitLab {url}");
         let g = plan.gitlabs.iter().find(|g| g.url == url);
-        if let Some(reason) = g.and_then(|g| g.offline.as_ref()) {
-            let _ = writeln!(out, "  (unreachable: {reason})");
+        if let Some(g) = g
+            && let (Some(reason), Some(kind)) = (&g.offline, g.offline_kind())
+        {
+            let _ = writeln!(out, "  ({kind}: {reason})");
         }
         if lines.is_empty() {
             let _ = writeln!(out, "  (no executors)");

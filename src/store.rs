@@ -107,7 +107,11 @@ impl std::fmt::Debug for TokenStore {
 
 impl TokenStore {
     pub fn load(path: &Path, now: OffsetDateTime) -> Result<TokenStore> {
-        let text = read(path)?;
+        TokenStore::from_text(path, read(path)?, now)
+    }
+
+    /// The store as `text` (the file at `path`, `None` if there is none).
+    pub fn from_text(path: &Path, text: Option<String>, now: OffsetDateTime) -> Result<TokenStore> {
         let runners = match &text {
             None => Vec::new(),
             Some(text) => parse(path, text, now)?,
@@ -289,4 +293,70 @@ executor = "shell"
         };
         assert!(!never.due_for_rotation(datetime!(2030-01-01 0:00 UTC)));
     }
+}
+
+/// Another instance configured on the same prefix (a
+/// `config.template.<name>.toml` or `config.<name>.toml` is there), with
+/// what its last output holds. Instances share `.runner_system_id`, so a
+/// runner manager cannot tell them apart: these are what can.
+#[derive(Debug, Clone)]
+pub struct OtherInstance {
+    pub name: String,
+    /// Its `[[runners]]` (url, id, token); empty when it has no output yet
+    /// or its output cannot be read (a warning says so).
+    pub held: Vec<(String, u64, Secret)>,
+}
+
+/// This instance and the others configured on its prefix.
+#[derive(Debug, Clone, Default)]
+pub struct Instances {
+    pub this: String,
+    pub others: Vec<OtherInstance>,
+}
+
+/// This instance and the others on `prefix` (by their file names, in name
+/// order), with what their last outputs hold.
+pub fn instances(prefix: &Path, instance: &str, now: OffsetDateTime) -> Instances {
+    Instances {
+        this: instance.to_string(),
+        others: other_instances(prefix, instance, now),
+    }
+}
+
+fn other_instances(prefix: &Path, instance: &str, now: OffsetDateTime) -> Vec<OtherInstance> {
+    let Ok(entries) = std::fs::read_dir(prefix) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|f| {
+            let name = f.strip_prefix("config.")?.strip_suffix(".toml")?;
+            let name = name.strip_prefix("template.").unwrap_or(name);
+            (name != instance && crate::config::check_instance_name(name).is_ok())
+                .then(|| name.to_string())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+        .into_iter()
+        .map(|name| {
+            let path = crate::config::output_path(prefix, &name);
+            let held = match TokenStore::load(&path, now) {
+                Ok(store) => store
+                    .runners
+                    .into_iter()
+                    .map(|r| (r.url, r.credentials.id, r.credentials.token))
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(
+                        "instance `{name}` on this prefix: its config cannot be read, so only its instance tag \
+                         tells its runners apart: {e:#}"
+                    );
+                    Vec::new()
+                }
+            };
+            OtherInstance { name, held }
+        })
+        .collect()
 }
