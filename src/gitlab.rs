@@ -782,21 +782,24 @@ impl GitLab {
     /// Sleeps while GitLab's last `Retry-After` is in force.
     /// Returns how long it slept.
     async fn wait_if_asked(&self) -> Duration {
-        let until = *self.not_before.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(until) = until.map(|t| t.min(self.deadline)) {
-            let now = Instant::now();
-            if until > now {
-                tokio::time::sleep(until - now).await;
-                return until - now;
+        let started = Instant::now();
+        // Again after each sleep: another request's 429 may have moved the
+        // moment on meanwhile.
+        while let Some(wait) = self.held_off_for() {
+            if wait.is_zero() {
+                break;
             }
+            tokio::time::sleep(wait).await;
         }
-        Duration::ZERO
+        started.elapsed()
     }
 
     /// How long this run still holds off this GitLab, if it does.
     fn held_off_for(&self) -> Option<Duration> {
         let until = (*self.not_before.lock().unwrap_or_else(|e| e.into_inner()))?;
-        until.checked_duration_since(Instant::now())
+        until
+            .min(self.deadline)
+            .checked_duration_since(Instant::now())
     }
 
     /// Makes every request to this GitLab wait `wait` from now.

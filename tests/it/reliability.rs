@@ -101,9 +101,11 @@ fn rate_limited_gitlab_is_waited_for() {
             );
         }
     }
+    // (A run that saw the window used up waits for its reset before it is
+    // refused at all, so the refusals may all fall in one of the two runs.)
     assert!(
-        run.stderr.contains("retrying"),
-        "retries are logged at debug: {run:?}"
+        run.stderr.contains("retrying") || again.stderr.contains("retrying"),
+        "retries are logged at debug: {run:?}\n{again:?}"
     );
     assert_no_secret(&run, &secrets(&sim));
     assert_no_secret(&again, &secrets(&sim));

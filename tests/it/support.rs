@@ -173,7 +173,11 @@ impl Host {
         self.config().parse().unwrap()
     }
 
+    /// The `[[runners]]` of the config written (none if there is no file).
     pub fn config_runners(&self) -> Vec<toml_edit::Table> {
+        if !self.config_path().exists() {
+            return vec![];
+        }
         match self.config_doc().get("runners") {
             Some(toml_edit::Item::ArrayOfTables(a)) => a.iter().cloned().collect(),
             _ => vec![],
