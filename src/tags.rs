@@ -381,6 +381,13 @@ fn on_path(cmd: &str) -> bool {
 fn run_capture(program: &Path, instance: &str, executor_type: &str) -> Result<Map<String, Value>> {
     use std::os::unix::process::CommandExt;
     let shown = program.display();
+    // It runs as this user (root): one that another user can replace would
+    // run their code as root. A bare name found on PATH is the system's.
+    if program.components().count() > 1 {
+        let meta = std::fs::metadata(program)
+            .with_context(|| format!("--capture-tags: cannot run `{shown}`"))?;
+        fsutil::check_trusted(&shown.to_string(), &meta).context("--capture-tags")?;
+    }
     let mut child = Command::new(program)
         .arg(instance)
         .arg(executor_type)
@@ -421,7 +428,9 @@ fn run_capture(program: &Path, instance: &str, executor_type: &str) -> Result<Ma
         )
     };
     let output = match output.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        Ok(read) => read.with_context(|| format!("--capture-tags: cannot read the output of `{shown}`"))?,
+        Ok(read) => {
+            read.with_context(|| format!("--capture-tags: cannot read the output of `{shown}`"))?
+        }
         Err(_) => {
             let exited = matches!(child.try_wait(), Ok(Some(_)));
             kill_group(&mut child);
