@@ -976,9 +976,7 @@ fn read_secret_file(path: &Path, shown: &str, secret: bool) -> Result<String> {
 /// `PRIVATE-TOKEN`) or is no token at all: it must be one word of visible
 /// ASCII. The message says where, never what.
 fn token_shape_problem(value: &str) -> Option<String> {
-    let (at, c) = value
-        .char_indices()
-        .find(|(_, c)| !c.is_ascii_graphic())?;
+    let (at, c) = value.char_indices().find(|(_, c)| !c.is_ascii_graphic())?;
     let what = match c {
         '\n' | '\r' => "a line break (only one line is read as the token)".to_string(),
         ' ' | '\t' => "a space".to_string(),
@@ -1215,6 +1213,23 @@ mod syntax_tests {
     fn first_1_1(text: &str) -> Option<&'static str> {
         let doc = toml_edit::Document::parse(text.to_string()).unwrap();
         toml_1_1_syntax(doc.as_table(), text).map(|(_, what)| what)
+    }
+
+    #[test]
+    fn tokens_are_one_word_of_printable_ascii() {
+        assert_eq!(token_shape_problem("glpat-abc_DEF-123"), None);
+        for (token, what) in [
+            ("glpat-abc\nsecond", "a line break"),
+            ("glpat-abc\r\n", "a line break"),
+            ("glpat abc", "a space"),
+            ("glpat-\u{7}abc", "U+0007"),
+            ("glpat-\u{7f}", "U+007F"),
+            ("glpat-é", "not printable ASCII"),
+        ] {
+            let problem = token_shape_problem(token).unwrap();
+            assert!(problem.contains(what), "{token:?}: {problem}");
+            assert!(!problem.contains("glpat"), "{problem}");
+        }
     }
 
     #[test]

@@ -49,9 +49,8 @@ pub fn user_name(uid: u32) -> String {
         // size, and `result` is only read after the call returned.
         let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
         let mut result: *mut libc::passwd = std::ptr::null_mut();
-        let rc = unsafe {
-            libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result)
-        };
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
         if rc == libc::ERANGE && buf.len() < 1 << 20 {
             buf.resize(buf.len() * 4, 0);
             continue;
@@ -260,7 +259,9 @@ pub fn write_atomic_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
                 // fchmod on the descriptor just checked, not on the path.
                 current
                     .set_permissions(fs::Permissions::from_mode(0o600))
-                    .with_context(|| format!("cannot set the mode of `{}` to 0600", path.display()))?;
+                    .with_context(|| {
+                        format!("cannot set the mode of `{}` to 0600", path.display())
+                    })?;
                 warn_loose_mode(path, mode, "set it to 0600");
             }
             return Ok(false);
@@ -469,6 +470,32 @@ mod tests {
         fs::write(&huge, vec![b'#'; (MAX_INPUT_BYTES + 1) as usize]).unwrap();
         assert!(read_input(&huge).unwrap_err().to_string().contains("bytes"));
         assert!(read_input_opt(&dir.path().join("none")).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unchanged_file_with_an_open_mode_is_narrowed_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.main.toml");
+        fs::write(&path, b"a = 1\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        assert!(!write_atomic_if_changed(&path, b"a = 1\n").unwrap());
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.ino(), inode, "narrowed in place, not rewritten");
+    }
+
+    #[test]
+    fn inputs_others_can_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        fs::write(&path, "a = 1").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
+        let err = read_input(&path).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+        assert!(err.contains("0664"), "{err}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_input(&path).unwrap(), "a = 1");
     }
 
     #[test]
