@@ -337,7 +337,12 @@ fn a_link_in_place_of_the_lock_file_is_not_followed() {
         &config_before,
     );
     assert!(!nowhere.exists(), "the link's target was created");
-    assert!(fs::symlink_metadata(&lock).unwrap().file_type().is_symlink());
+    assert!(
+        fs::symlink_metadata(&lock)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
 
     // To an existing file: its bytes, mode and mtime stay.
     fs::remove_file(&lock).unwrap();
@@ -367,17 +372,13 @@ fn a_link_in_place_of_the_lock_file_is_not_followed() {
 /// nothing sent.
 #[test]
 fn a_runner_system_id_that_is_not_a_regular_file_is_refused_at_once() {
-    let cases: &[(&str, fn(&Host), &str)] = &[
+    let cases: &[(&str, Setup, &str)] = &[
         (
             "link to /dev/zero",
             |h| symlink("/dev/zero", h.system_id_path()).unwrap(),
             "symbolic link (to `/dev/zero`)",
         ),
-        (
-            "a FIFO",
-            |h| mkfifo(&h.system_id_path()),
-            "is a FIFO",
-        ),
+        ("a FIFO", |h| mkfifo(&h.system_id_path()), "is a FIFO"),
         (
             "link to a FIFO",
             |h| {
@@ -410,6 +411,9 @@ fn a_runner_system_id_that_is_not_a_regular_file_is_refused_at_once() {
         assert!(!kind.is_file(), "{name}: it was replaced");
     }
 }
+
+/// Puts something in place of a file.
+type Setup = fn(&Host);
 
 fn mkfifo(path: &Path) {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
@@ -515,11 +519,7 @@ fn capture_tags_output_held_open_by_a_background_child() {
             pid_file.display()
         ),
     );
-    let (run, elapsed) = run_bounded(
-        &host,
-        &["--capture-tags", &script],
-        Duration::from_secs(25),
-    );
+    let (run, elapsed) = run_bounded(&host, &["--capture-tags", &script], Duration::from_secs(25));
     println!("{} after {elapsed:?}", error_line(&run));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
@@ -560,18 +560,11 @@ fn capture_tags_timeout_kills_the_process_group() {
             pid_file.display()
         ),
     );
-    let (run, elapsed) = run_bounded(
-        &host,
-        &["--capture-tags", &script],
-        Duration::from_secs(25),
-    );
+    let (run, elapsed) = run_bounded(&host, &["--capture-tags", &script], Duration::from_secs(25));
     println!("{} after {elapsed:?}", error_line(&run));
     assert_eq!(run.code, 1, "{run:?}");
     assert!(elapsed < Duration::from_secs(15), "{elapsed:?}");
-    assert!(
-        run.stderr.contains("did not finish within 10s"),
-        "{run:?}"
-    );
+    assert!(run.stderr.contains("did not finish within 10s"), "{run:?}");
     assert!(sim.requests().is_empty());
     assert!(
         eventually(|| !still_running(&pid_file)),
@@ -586,8 +579,14 @@ fn capture_tags_timeout_kills_the_process_group() {
 fn capture_tags_values_and_protected_keys() {
     let refused: &[(&str, &[&str])] = &[
         ("echo '{\"gpus\": 4}'", &["key `gpus`", "a number (4)"]),
-        ("echo '{\"site\": {\"a\": \"b\"}}'", &["key `site`", "an object"]),
-        ("echo '{\"site\": [\"a\", 1]}'", &["key `site`", "other than strings"]),
+        (
+            "echo '{\"site\": {\"a\": \"b\"}}'",
+            &["key `site`", "an object"],
+        ),
+        (
+            "echo '{\"site\": [\"a\", 1]}'",
+            &["key `site`", "other than strings"],
+        ),
         ("echo '{\"site\": null}'", &["key `site`", "null"]),
         (
             "echo '{\"hostname\": \"evil-host\"}'",
@@ -638,6 +637,42 @@ fn capture_tags_values_and_protected_keys() {
     assert!(sim.runners()[0].tag_list.iter().any(|t| t == "lc"));
 }
 
+/// A capture program runs as root: one another user owns, or group or
+/// others can write, is not run.
+#[test]
+fn capture_tags_program_another_user_can_replace_is_not_run() {
+    if !can_chown("capture_tags_program_another_user_can_replace_is_not_run") {
+        return;
+    }
+    for (chown, mode, expect) in [
+        (true, 0o755, "owned by nobody"),
+        (false, 0o775, "writable by group or others"),
+    ] {
+        let sim = Sim::start();
+        let host = Host::new();
+        host.template_with_pat(&sim.url(), ADMIN_PAT);
+        host.shell_executor(&sim.url());
+        let ran = host.dir.path().join("ran");
+        let script = write_script(
+            &host,
+            "capture.sh",
+            &format!("touch {}\necho '{{}}'", ran.display()),
+        );
+        if chown {
+            give_to_nobody(Path::new(&script));
+        }
+        chmod(Path::new(&script), mode);
+        let run = host.run(&["--capture-tags", &script]);
+        println!("{}", error_line(&run));
+        assert_eq!(run.code, 1, "{run:?}");
+        for want in ["--capture-tags", script.as_str(), expect] {
+            assert!(run.stderr.contains(want), "lacks `{want}`: {run:?}");
+        }
+        assert!(!ran.exists(), "the program ran");
+        assert!(sim.requests().is_empty());
+    }
+}
+
 // ---- item 11: a token that cannot be an HTTP header
 
 /// A PAT or registration token with a second line or a control character
@@ -661,7 +696,11 @@ fn a_token_that_cannot_be_an_http_header_is_bad_input() {
             "PAT with a control character",
             "personal_access_token = \"glpat-simadmin-\\u0007123\"\n",
             "",
-            &["`personal_access_token`", "line 3", "control character (U+0007)"],
+            &[
+                "`personal_access_token`",
+                "line 3",
+                "control character (U+0007)",
+            ],
         ),
         (
             "PAT file with a space inside",
@@ -690,7 +729,10 @@ fn a_token_that_cannot_be_an_http_header_is_bad_input() {
         let run = host.run(&[]);
         println!("{}", error_line(&run));
         assert_eq!(run.code, 1, "{name}: {run:?}");
-        for want in expect.iter().chain(&["config.template.main.toml", "HTTP header"]) {
+        for want in expect
+            .iter()
+            .chain(&["config.template.main.toml", "HTTP header"])
+        {
             assert!(run.stderr.contains(want), "{name}: lacks `{want}`: {run:?}");
         }
         assert!(sim.requests().is_empty(), "{name}: {:?}", sim.requests());
