@@ -2,7 +2,10 @@
 //! `config.template.<instance>.toml` with its `client_configs`, and the
 //! executor files `<instance>/*.toml`.
 //!
-//! Everything here happens before any network traffic. Every problem is
+//! Everything here happens before any network traffic. Every file is read
+//! under [`crate::fsutil`]'s rules (regular, capped, owned by root or the
+//! running user and not writable by others); a token must be one word of
+//! printable ASCII, since a PAT travels as an HTTP header. Every problem is
 //! reported with the file, the key and (where the file has one) the line and
 //! column; messages never quote a secret's value. The result is an
 //! [`Inputs`] value that holds only valid state: client configs with their

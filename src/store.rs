@@ -5,7 +5,11 @@
 //! it yields the runner's name (the original tool wrote `description`: that
 //! is accepted too), url, id, token and token times, plus the raw table so
 //! that an entry can be carried over untouched. A file that is not valid
-//! TOML stops the run: it may be the only copy of the tokens.
+//! TOML stops the run: it may be the only copy of the tokens. It is read
+//! like any input (a regular file owned by root or the running user that
+//! group and others cannot write): its ids drive deletions. Its mode is
+//! kept, so that one group or others can read is narrowed (see
+//! [`TokenStore::loose_mode`]).
 
 use std::path::{Path, PathBuf};
 

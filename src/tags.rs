@@ -6,7 +6,10 @@
 //! in order and deduplicated. The **identifying tags** (hostname, hostname
 //! without digits, `managed`, instance) are always added, and a GitLab runner
 //! belongs to this host and instance exactly when it carries all of them.
-//! Everything here runs before any network traffic.
+//! A `--capture-tags` program is untrusted input too: it must be owned by
+//! root or the running user, runs in its own process group under a time
+//! limit that covers reading its output, and what it prints is capped and
+//! type-checked. Everything here runs before any network traffic.
 
 use std::collections::HashMap;
 use std::io::Read;
