@@ -40,9 +40,8 @@ pub fn euid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// `name (uid N)` for messages, or `uid N` when the user database has no
-/// entry for it.
-pub fn user_name(uid: u32) -> String {
+/// A user's name and primary group, from the user database.
+fn passwd_entry(uid: u32) -> Option<(String, u32)> {
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
         // SAFETY: `pwd` and `buf` outlive the call, `buf.len()` is its
@@ -56,11 +55,71 @@ pub fn user_name(uid: u32) -> String {
             continue;
         }
         if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return format!("uid {uid}");
+            return None;
         }
         // SAFETY: on success pw_name points at a NUL-terminated string in `buf`.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) }.to_string_lossy();
-        return format!("{name} (uid {uid})");
+        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
+        return Some((name.to_string_lossy().into_owned(), pwd.pw_gid));
+    }
+}
+
+/// A group's name and its listed (supplementary) members.
+fn group_entry(gid: u32) -> Option<(String, Vec<String>)> {
+    let mut buf: Vec<libc::c_char> = vec![0; 4096];
+    loop {
+        // SAFETY: as in `passwd_entry`, with getgrgid_r.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc =
+            unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 22 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success gr_name and the NULL-terminated gr_mem array
+        // point at NUL-terminated strings in `buf`.
+        let name = unsafe { CStr::from_ptr(grp.gr_name) }
+            .to_string_lossy()
+            .into_owned();
+        let mut members = Vec::new();
+        if !grp.gr_mem.is_null() {
+            for i in 0.. {
+                let member = unsafe { *grp.gr_mem.add(i) };
+                if member.is_null() {
+                    break;
+                }
+                members.push(
+                    unsafe { CStr::from_ptr(member) }
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+        return Some((name, members));
+    }
+}
+
+/// Whether `gid` is the private group of user `uid` (named like the user,
+/// the user's primary group, no other listed member): then group write
+/// gives no one else access, as Debian's OpenSSH (`user-group-modes`)
+/// accepts. Users whose umask is 002 get such files.
+fn is_private_group(uid: u32, gid: u32) -> bool {
+    let (Some((user, primary)), Some((group, members))) = (passwd_entry(uid), group_entry(gid))
+    else {
+        return false;
+    };
+    primary == gid && group == user && members.iter().all(|m| *m == user)
+}
+
+/// `name (uid N)` for messages, or `uid N` when the user database has no
+/// entry for it.
+pub fn user_name(uid: u32) -> String {
+    match passwd_entry(uid) {
+        Some((name, _)) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
     }
 }
 
@@ -102,8 +161,10 @@ pub fn mode_of(meta: &Metadata) -> u32 {
 
 /// The ownership rule for everything the tool reads (OpenSSH's
 /// `StrictModes`, sudo's checks on sudoers): owned by root or by the user
-/// the tool runs as, and not writable by group or others. Otherwise
-/// another user could steer what a root process reads, sends and writes.
+/// the tool runs as, and not writable by group or others (group write is
+/// fine when the group is the owner's private group, see
+/// [`is_private_group`]). Otherwise another user could steer what a root
+/// process reads, sends and writes.
 /// `shown` is the path as it may appear in a message.
 pub fn check_trusted(shown: &str, meta: &Metadata) -> Result<()> {
     let uid = meta.uid();
@@ -117,7 +178,8 @@ pub fn check_trusted(shown: &str, meta: &Metadata) -> Result<()> {
             chown_target(),
         );
     }
-    if mode & 0o022 != 0 {
+    let group_write = mode & 0o020 != 0 && !is_private_group(uid, meta.gid());
+    if mode & 0o002 != 0 || group_write {
         bail!(
             "`{shown}` is writable by group or others (owner {}, mode {mode:04o}): anyone who can write it \
              could steer register-runner (chmod go-w `{shown}`)",
@@ -490,10 +552,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("t.toml");
         fs::write(&path, "a = 1").unwrap();
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o664)).unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o646)).unwrap();
         let err = read_input(&path).unwrap_err().to_string();
         assert!(err.contains("writable by group or others"), "{err}");
-        assert!(err.contains("0664"), "{err}");
+        assert!(err.contains("0646"), "{err}");
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
         assert_eq!(read_input(&path).unwrap(), "a = 1");
     }

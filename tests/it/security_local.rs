@@ -51,6 +51,11 @@ fn give_to_nobody(path: &Path) {
     std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
 }
 
+/// Gives a file to nobody's group (`nogroup`), its owner unchanged.
+fn give_group_to_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, None, Some(nobody().1)).unwrap();
+}
+
 fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -199,6 +204,7 @@ fn inputs_owned_or_writable_by_another_user_are_refused() {
             "executor file writable by group",
             |h, _| {
                 let file = h.executor_dir().join("shell.toml");
+                give_group_to_nobody(&file);
                 chmod(&file, 0o664);
                 file
             },
@@ -238,6 +244,7 @@ fn inputs_owned_or_writable_by_another_user_are_refused() {
             |h, s| {
                 let file = h.prefix.join("gitlab-pat");
                 fs::write(&file, ADMIN_PAT).unwrap();
+                give_group_to_nobody(&file);
                 chmod(&file, 0o620);
                 h.write_template(&format!(
                     "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
@@ -283,6 +290,30 @@ fn inputs_owned_or_writable_by_another_user_are_refused() {
         assert_eq!(dry.code, 1, "{name}: {dry:?}");
         assert!(dry.stderr.contains(&shown), "{name}: {dry:?}");
     }
+}
+
+/// Group write is harmless when the group is the owner's private group
+/// (Debian's OpenSSH accepts it too; a umask of 002 makes such files):
+/// root's files in group `root`, which has no other member, are read.
+#[test]
+fn group_write_in_the_owners_private_group_is_accepted() {
+    if !can_chown("group_write_in_the_owners_private_group_is_accepted") {
+        return;
+    }
+    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    if !group.lines().any(|l| l == "root:x:0:") {
+        println!("skipped: group `root` has members here");
+        return;
+    }
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    chmod(&host.template_path(), 0o664);
+    chmod(&host.executor_dir().join("shell.toml"), 0o664);
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(sim.runners().len(), 1);
 }
 
 /// A secret file that others may read is used, with a warning that names
@@ -660,6 +691,8 @@ fn capture_tags_program_another_user_can_replace_is_not_run() {
         );
         if chown {
             give_to_nobody(Path::new(&script));
+        } else {
+            give_group_to_nobody(Path::new(&script));
         }
         chmod(Path::new(&script), mode);
         let run = host.run(&["--capture-tags", &script]);
