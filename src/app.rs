@@ -345,6 +345,13 @@ async fn observe_all(
 }
 
 fn dry_run(cli: &Cli, inputs: &Inputs, store: &TokenStore, plan: &Plan) -> Result<ExitCode> {
+    if let Some(mode) = store.loose_mode() {
+        tracing::warn!(
+            "`{}` has mode {mode:04o}: group or others can read the runner tokens in it; \
+             a run sets it to 0600 (--dry-run: not changed)",
+            store.path.display()
+        );
+    }
     let runners = assemble(inputs, plan, &Applied::default(), &HashMap::new(), true);
     let planned = output::render(&inputs.template.globals, &runners, Secrets::Mask);
     let current = store

@@ -450,6 +450,7 @@ mod tests {
         let store = TokenStore::from_text(
             Path::new("/etc/gitlab-runner/config.main.toml"),
             (!text.is_empty()).then_some(text),
+            Some(0o600),
             now,
         )
         .expect("the test's own store parses");

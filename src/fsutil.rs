@@ -1,16 +1,24 @@
 //! Filesystem rules shared by every file the tool reads or writes.
 //!
 //! Reading: input files under the prefix must be regular files (not links
-//! to elsewhere), at most [`MAX_INPUT_BYTES`], and UTF-8; directories that
-//! hold secrets must be owner-only. Writing: [`write_atomic`] puts the bytes
-//! in a temp file in the same directory with mode 0600, fsyncs it, renames
-//! it over the target and fsyncs the directory, so a reader (gitlab-runner)
-//! sees the old file or the new one, never half of one. [`PrefixLock`] is
-//! the exclusive lock that makes concurrent runs on one prefix queue.
+//! to elsewhere), at most [`MAX_INPUT_BYTES`], and UTF-8; and, as OpenSSH's
+//! `StrictModes` and sudo require of what they read, owned by root or the
+//! running user and not writable by group or others ([`check_trusted`]);
+//! directories that hold secrets must also be owner-only. Files a writer
+//! could replace are opened without following a final link and without
+//! blocking on a FIFO ([`NO_FOLLOW`]), and every check that guards a read is
+//! made on the opened descriptor (`fstat`), not on the path. Writing:
+//! [`write_atomic`] puts the bytes in a temp file in the same directory with
+//! mode 0600, fsyncs it, renames it over the target and fsyncs the
+//! directory, so a reader (gitlab-runner) sees the old file or the new one,
+//! never half of one; [`write_atomic_if_changed`] also narrows the mode of
+//! an unchanged file to 0600. [`PrefixLock`] is the exclusive lock that
+//! makes concurrent runs on one prefix queue.
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::CStr;
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,8 +29,183 @@ const TEMP_SUFFIX: &str = ".tmp";
 /// The largest input file accepted: config files are a few KiB.
 pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
 
+/// Extra open flags for a file that someone could have replaced: a link
+/// in the last component fails (`ELOOP`) instead of being followed, and a
+/// FIFO or device opens without blocking (its `fstat` then refuses it).
+pub const NO_FOLLOW: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
+
+/// The user this process runs as (its effective uid).
+pub fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A user's name and primary group, from the user database.
+fn passwd_entry(uid: u32) -> Option<(String, u32)> {
+    let mut buf: Vec<libc::c_char> = vec![0; 1024];
+    loop {
+        // SAFETY: `pwd` and `buf` outlive the call, `buf.len()` is its
+        // size, and `result` is only read after the call returned.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        let rc =
+            unsafe { libc::getpwuid_r(uid, &mut pwd, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success pw_name points at a NUL-terminated string in `buf`.
+        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
+        return Some((name.to_string_lossy().into_owned(), pwd.pw_gid));
+    }
+}
+
+/// A group's name and its listed (supplementary) members.
+fn group_entry(gid: u32) -> Option<(String, Vec<String>)> {
+    let mut buf: Vec<libc::c_char> = vec![0; 4096];
+    loop {
+        // SAFETY: as in `passwd_entry`, with getgrgid_r.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        let rc =
+            unsafe { libc::getgrgid_r(gid, &mut grp, buf.as_mut_ptr(), buf.len(), &mut result) };
+        if rc == libc::ERANGE && buf.len() < 1 << 22 {
+            buf.resize(buf.len() * 4, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || grp.gr_name.is_null() {
+            return None;
+        }
+        // SAFETY: on success gr_name and the NULL-terminated gr_mem array
+        // point at NUL-terminated strings in `buf`.
+        let name = unsafe { CStr::from_ptr(grp.gr_name) }
+            .to_string_lossy()
+            .into_owned();
+        let mut members = Vec::new();
+        if !grp.gr_mem.is_null() {
+            for i in 0.. {
+                let member = unsafe { *grp.gr_mem.add(i) };
+                if member.is_null() {
+                    break;
+                }
+                members.push(
+                    unsafe { CStr::from_ptr(member) }
+                        .to_string_lossy()
+                        .into_owned(),
+                );
+            }
+        }
+        return Some((name, members));
+    }
+}
+
+/// Whether `gid` is the private group of user `uid` (named like the user,
+/// the user's primary group, no other listed member): then group write
+/// gives no one else access, as Debian's OpenSSH (`user-group-modes`)
+/// accepts. Users whose umask is 002 get such files.
+fn is_private_group(uid: u32, gid: u32) -> bool {
+    let (Some((user, primary)), Some((group, members))) = (passwd_entry(uid), group_entry(gid))
+    else {
+        return false;
+    };
+    primary == gid && group == user && members.iter().all(|m| *m == user)
+}
+
+/// `name (uid N)` for messages, or `uid N` when the user database has no
+/// entry for it.
+pub fn user_name(uid: u32) -> String {
+    match passwd_entry(uid) {
+        Some((name, _)) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
+}
+
+/// The plain user name to put in a `chown` hint.
+fn chown_target() -> String {
+    let me = user_name(euid());
+    match me.split_once(" (uid ") {
+        Some((name, _)) => name.to_string(),
+        None => euid().to_string(),
+    }
+}
+
+/// What a file is, for messages: "a FIFO", "a directory", ….
+pub fn file_kind(meta: &Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_file() {
+        "a regular file"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The permission bits of a file.
+pub fn mode_of(meta: &Metadata) -> u32 {
+    meta.mode() & 0o7777
+}
+
+/// The ownership rule for everything the tool reads (OpenSSH's
+/// `StrictModes`, sudo's checks on sudoers): owned by root or by the user
+/// the tool runs as, and not writable by group or others (group write is
+/// fine when the group is the owner's private group, see
+/// [`is_private_group`]). Otherwise another user could steer what a root
+/// process reads, sends and writes.
+/// `shown` is the path as it may appear in a message.
+pub fn check_trusted(shown: &str, meta: &Metadata) -> Result<()> {
+    let uid = meta.uid();
+    let mode = mode_of(meta);
+    if uid != 0 && uid != euid() {
+        bail!(
+            "`{shown}` is owned by {}, mode {mode:04o}: register-runner runs as {} and reads only what \
+             root or its own user owns, so that no other user can steer it (chown {} `{shown}`)",
+            user_name(uid),
+            user_name(euid()),
+            chown_target(),
+        );
+    }
+    let group_write = mode & 0o020 != 0 && !is_private_group(uid, meta.gid());
+    if mode & 0o002 != 0 || group_write {
+        bail!(
+            "`{shown}` is writable by group or others (owner {}, mode {mode:04o}): anyone who can write it \
+             could steer register-runner (chmod go-w `{shown}`)",
+            user_name(uid),
+        );
+    }
+    Ok(())
+}
+
+/// Whether an open error means the last component is a symbolic link
+/// that [`NO_FOLLOW`] refused.
+pub fn is_link_refusal(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
+/// "`path` is a symbolic link (to `target`)" for messages.
+pub fn link_description(path: &Path) -> String {
+    let target = fs::read_link(path)
+        .map(|t| t.display().to_string())
+        .unwrap_or_else(|_| "?".into());
+    format!("`{}` is a symbolic link (to `{target}`)", path.display())
+}
+
 /// Reads a text input file, refusing links, non-files, huge and non-UTF-8
-/// files with a message that names the path.
+/// files and files another user owns or can write, with a message that
+/// names the path.
 pub fn read_input(path: &Path) -> Result<String> {
     match read_input_opt(path)? {
         Some(text) => Ok(text),
@@ -32,23 +215,35 @@ pub fn read_input(path: &Path) -> Result<String> {
 
 /// Like [`read_input`], but a missing file is `None`.
 pub fn read_input_opt(path: &Path) -> Result<Option<String>> {
-    let meta = match fs::symlink_metadata(path) {
-        Ok(m) => m,
+    Ok(read_input_meta(path)?.map(|(text, _)| text))
+}
+
+/// Like [`read_input_opt`], with the opened file's metadata (`fstat`).
+pub fn read_input_meta(path: &Path) -> Result<Option<(String, Metadata)>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(NO_FOLLOW)
+        .open(path)
+    {
+        Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if is_link_refusal(&e) => bail!(
+            "{}: only regular files are read here",
+            link_description(path)
+        ),
         Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
     };
-    if meta.file_type().is_symlink() {
-        let target = fs::read_link(path)
-            .map(|t| t.display().to_string())
-            .unwrap_or_else(|_| "?".into());
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read `{}`", path.display()))?;
+    if !meta.is_file() {
         bail!(
-            "`{}` is a symbolic link (to `{target}`): only regular files are read here",
-            path.display()
+            "`{}` is not a regular file ({})",
+            path.display(),
+            file_kind(&meta)
         );
     }
-    if !meta.is_file() {
-        bail!("`{}` is not a regular file", path.display());
-    }
+    check_trusted(&path.display().to_string(), &meta)?;
     if meta.len() > MAX_INPUT_BYTES {
         bail!(
             "`{}` is {} bytes, more than the {} bytes a config file may have",
@@ -59,8 +254,8 @@ pub fn read_input_opt(path: &Path) -> Result<Option<String>> {
     }
     // Bounded even so: some files (under /proc, say) report a length of 0.
     let mut bytes = Vec::new();
-    File::open(path)
-        .and_then(|f| f.take(MAX_INPUT_BYTES + 1).read_to_end(&mut bytes))
+    file.take(MAX_INPUT_BYTES + 1)
+        .read_to_end(&mut bytes)
         .with_context(|| format!("cannot read `{}`", path.display()))?;
     if bytes.len() as u64 > MAX_INPUT_BYTES {
         bail!(
@@ -70,7 +265,7 @@ pub fn read_input_opt(path: &Path) -> Result<Option<String>> {
         );
     }
     match String::from_utf8(bytes) {
-        Ok(text) => Ok(Some(text)),
+        Ok(text) => Ok(Some((text, meta))),
         Err(e) => bail!(
             "`{}` is not UTF-8 text (invalid byte at offset {})",
             path.display(),
@@ -79,15 +274,16 @@ pub fn read_input_opt(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Fails unless `path` is a directory that group and others cannot access
-/// (as the original tool required of the prefix and the instance directory).
+/// Fails unless `path` is a directory owned by root or the running user
+/// that group and others cannot access (as the original tool required of
+/// the prefix and the instance directory).
 pub fn check_owner_only_dir(path: &Path) -> Result<()> {
     let meta = fs::metadata(path)
         .with_context(|| format!("cannot read directory `{}`", path.display()))?;
     if !meta.is_dir() {
         bail!("`{}` is not a directory", path.display());
     }
-    let mode = meta.permissions().mode() & 0o7777;
+    let mode = mode_of(&meta);
     if mode & 0o077 != 0 {
         bail!(
             "`{}` has mode {:04o}: it must not be accessible by group or others (chmod 0700 `{}`)",
@@ -96,19 +292,56 @@ pub fn check_owner_only_dir(path: &Path) -> Result<()> {
             path.display()
         );
     }
-    Ok(())
+    check_trusted(&path.display().to_string(), &meta)
 }
 
 /// Writes `bytes` to `path` atomically with mode 0600, unless the file
 /// already holds exactly these bytes (gitlab-runner reloads on mtime).
-/// Returns whether it wrote.
+/// An unchanged file that group or others can access is narrowed to 0600
+/// in place (the mtime stays), with a warning. Returns whether it wrote.
 pub fn write_atomic_if_changed(path: &Path, bytes: &[u8]) -> Result<bool> {
-    match fs::read(path) {
-        Ok(current) if current == bytes => return Ok(false),
-        _ => {}
+    // Without following a link: a link here is replaced by the rename.
+    if let Ok(current) = OpenOptions::new()
+        .read(true)
+        .custom_flags(NO_FOLLOW)
+        .open(path)
+        && let Ok(meta) = current.metadata()
+        && meta.is_file()
+    {
+        let mode = mode_of(&meta);
+        let loose = mode & 0o077 != 0;
+        let mut existing = Vec::new();
+        let same = (&current)
+            .take(bytes.len() as u64 + 1)
+            .read_to_end(&mut existing)
+            .is_ok()
+            && existing == bytes;
+        if same {
+            if loose {
+                // fchmod on the descriptor just checked, not on the path.
+                current
+                    .set_permissions(fs::Permissions::from_mode(0o600))
+                    .with_context(|| {
+                        format!("cannot set the mode of `{}` to 0600", path.display())
+                    })?;
+                warn_loose_mode(path, mode, "set it to 0600");
+            }
+            return Ok(false);
+        }
+        if loose {
+            warn_loose_mode(path, mode, "writing it with mode 0600");
+        }
     }
     write_atomic(path, bytes)?;
     Ok(true)
+}
+
+fn warn_loose_mode(path: &Path, mode: u32, what: &str) {
+    tracing::warn!(
+        path = %path.display(),
+        "`{}` had mode {mode:04o}: group or others could read the runner tokens in it; {what}",
+        path.display()
+    );
 }
 
 /// Same-directory temp file (0600), write, fsync, rename, fsync directory.
@@ -218,13 +451,39 @@ impl PrefixLock {
             .filter(|d| !d.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         check_writable_dir(dir)?;
-        let file = OpenOptions::new()
+        // Never through a link: whoever placed one could make root create
+        // or open a file anywhere. Created (0600) in the prefix only.
+        let file = match OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(NO_FOLLOW)
             .open(path)
+        {
+            Ok(file) => file,
+            Err(e) if is_link_refusal(&e) => bail!(
+                "lock file {}: it is never followed, so that no file elsewhere is created or opened \
+                 as this user; remove the link (the lock file is created again)",
+                link_description(path)
+            ),
+            Err(e) => {
+                return Err(e)
+                    .with_context(|| format!("cannot open lock file `{}`", path.display()));
+            }
+        };
+        let meta = file
+            .metadata()
             .with_context(|| format!("cannot open lock file `{}`", path.display()))?;
+        if !meta.is_file() {
+            bail!(
+                "lock file `{}` is {}, not a regular file: remove it (it is created again)",
+                path.display(),
+                file_kind(&meta)
+            );
+        }
+        check_trusted(&path.display().to_string(), &meta)
+            .with_context(|| format!("lock file `{}`", path.display()))?;
         if file.try_lock().is_err() {
             tracing::info!(lock = %path.display(), "another run holds the lock; waiting for it");
             file.lock()
@@ -273,6 +532,32 @@ mod tests {
         fs::write(&huge, vec![b'#'; (MAX_INPUT_BYTES + 1) as usize]).unwrap();
         assert!(read_input(&huge).unwrap_err().to_string().contains("bytes"));
         assert!(read_input_opt(&dir.path().join("none")).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unchanged_file_with_an_open_mode_is_narrowed_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.main.toml");
+        fs::write(&path, b"a = 1\n").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let inode = fs::metadata(&path).unwrap().ino();
+        assert!(!write_atomic_if_changed(&path, b"a = 1\n").unwrap());
+        let meta = fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.ino(), inode, "narrowed in place, not rewritten");
+    }
+
+    #[test]
+    fn inputs_others_can_write_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.toml");
+        fs::write(&path, "a = 1").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o646)).unwrap();
+        let err = read_input(&path).unwrap_err().to_string();
+        assert!(err.contains("writable by group or others"), "{err}");
+        assert!(err.contains("0646"), "{err}");
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(read_input(&path).unwrap(), "a = 1");
     }
 
     #[test]

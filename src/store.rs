@@ -5,7 +5,11 @@
 //! it yields the runner's name (the original tool wrote `description`: that
 //! is accepted too), url, id, token and token times, plus the raw table so
 //! that an entry can be carried over untouched. A file that is not valid
-//! TOML stops the run: it may be the only copy of the tokens.
+//! TOML stops the run: it may be the only copy of the tokens. It is read
+//! like any input (a regular file owned by root or the running user that
+//! group and others cannot write): its ids drive deletions. Its mode is
+//! kept, so that one group or others can read is narrowed (see
+//! [`TokenStore::loose_mode`]).
 
 use std::path::{Path, PathBuf};
 
@@ -71,6 +75,8 @@ pub struct TokenStore {
     pub path: PathBuf,
     /// The file as it is now (`None`: there is none yet).
     pub text: Option<String>,
+    /// The file's permission bits as read (`fstat`), when it exists.
+    pub mode: Option<u32>,
     pub runners: Vec<HeldRunner>,
 }
 
@@ -82,14 +88,19 @@ const RECOVER: &str = "it holds the runner tokens, so it is never overwritten: r
 /// anything from it: part of validating the input before the run writes
 /// the lock file or `.runner_system_id` and before any request.
 pub fn check(path: &Path) -> Result<()> {
-    if let Some(text) = read(path)? {
+    if let Some((text, _)) = read(path)? {
         parse_document(path, &text)?;
     }
     Ok(())
 }
 
-fn read(path: &Path) -> Result<Option<String>> {
-    fsutil::read_input_opt(path).map_err(|e| anyhow!("last output: {e:#}; {RECOVER}"))
+/// Read like every input (a regular file, owned by root or the running
+/// user and not writable by group or others): it is the token store, and
+/// the ids in it drive deletions.
+fn read(path: &Path) -> Result<Option<(String, u32)>> {
+    fsutil::read_input_meta(path)
+        .map(|read| read.map(|(text, meta)| (text, fsutil::mode_of(&meta))))
+        .map_err(|e| anyhow!("last output: {e:#}; {RECOVER}"))
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -100,6 +111,7 @@ impl std::fmt::Debug for TokenStore {
                 "text",
                 &self.text.as_ref().map(|t| format!("({} bytes)", t.len())),
             )
+            .field("mode", &self.mode)
             .field("runners", &self.runners)
             .finish()
     }
@@ -107,11 +119,18 @@ impl std::fmt::Debug for TokenStore {
 
 impl TokenStore {
     pub fn load(path: &Path, now: OffsetDateTime) -> Result<TokenStore> {
-        TokenStore::from_text(path, read(path)?, now)
+        let (text, mode) = read(path)?.unzip();
+        TokenStore::from_text(path, text, mode, now)
     }
 
-    /// The store as `text` (the file at `path`, `None` if there is none).
-    pub fn from_text(path: &Path, text: Option<String>, now: OffsetDateTime) -> Result<TokenStore> {
+    /// The store as `text` (the file at `path` with its `mode`; `None` if
+    /// there is none).
+    pub fn from_text(
+        path: &Path,
+        text: Option<String>,
+        mode: Option<u32>,
+        now: OffsetDateTime,
+    ) -> Result<TokenStore> {
         let runners = match &text {
             None => Vec::new(),
             Some(text) => parse(path, text, now)?,
@@ -119,8 +138,15 @@ impl TokenStore {
         Ok(TokenStore {
             path: path.to_path_buf(),
             text,
+            mode,
             runners,
         })
+    }
+
+    /// The mode of the last output when group or others can access it:
+    /// a run narrows it to 0600 (a dry-run only says so).
+    pub fn loose_mode(&self) -> Option<u32> {
+        self.mode.filter(|m| m & 0o077 != 0)
     }
 
     pub fn find(&self, url: &str, name: &str) -> Option<&HeldRunner> {

@@ -7,15 +7,21 @@
 //! `r_` + 12 random alphanumerics. An existing file whose trimmed content
 //! matches `^[sr]_[0-9a-zA-Z]{12}$` is kept byte for byte; an invalid one is
 //! regenerated and overwritten (as gitlab-runner does); an unreadable one is
-//! an error (gitlab-runner would fail to start on it too).
+//! an error (gitlab-runner would fail to start on it too), and so is one
+//! that is not a regular file (a link, a FIFO, a device): it is opened
+//! without following links or blocking, checked with `fstat`, and read
+//! with a size cap.
 
 use std::fs;
-use std::io::ErrorKind;
+use std::io::{ErrorKind, Read};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
+
+use crate::fsutil;
 
 pub const FILE_NAME: &str = ".runner_system_id";
 const MACHINE_ID_PATHS: &[&str] = &["/var/lib/dbus/machine-id", "/etc/machine-id"];
@@ -50,8 +56,8 @@ impl SystemId {
                 from_machine: machine_id.is_some(),
             }
         };
-        match fs::read(&path) {
-            Ok(bytes) => {
+        match read_capped(&path)? {
+            Some(bytes) => {
                 let text = String::from_utf8_lossy(&bytes);
                 let trimmed = text.trim();
                 if is_valid(trimmed) {
@@ -70,13 +76,7 @@ impl SystemId {
                 );
                 Ok(id)
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(generated(path)),
-            Err(e) => Err(e).with_context(|| {
-                format!(
-                    "cannot read runner system id file `{}` (gitlab-runner could not either)",
-                    path.display()
-                )
-            }),
+            None => Ok(generated(path)),
         }
     }
 
@@ -87,6 +87,58 @@ impl SystemId {
         }
         Ok(())
     }
+}
+
+/// The most of `.runner_system_id` that is read: a valid id is 14 bytes,
+/// so anything longer is invalid whatever follows.
+const MAX_FILE_BYTES: u64 = 256;
+
+/// The file's first bytes, `None` if it does not exist. Only a regular
+/// file is read (checked on the opened descriptor), never through a link,
+/// and at most [`MAX_FILE_BYTES`] + 1 bytes of it: a FIFO, `/dev/zero` or a
+/// link put there is refused rather than replaced, since the tool cannot
+/// know what it was for (remove it and a new id is written).
+fn read_capped(path: &Path) -> Result<Option<Vec<u8>>> {
+    let refuse = |what: String| {
+        anyhow!(
+            "runner system id file {what}: it is read only as a regular file, never through a link; \
+             remove it and a new id is written (gitlab-runner reads the same file)"
+        )
+    };
+    let file = match fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(fsutil::NO_FOLLOW)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) if fsutil::is_link_refusal(&e) => {
+            return Err(refuse(fsutil::link_description(path)));
+        }
+        Err(e) => {
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot read runner system id file `{}` (gitlab-runner could not either)",
+                    path.display()
+                )
+            });
+        }
+    };
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read runner system id file `{}`", path.display()))?;
+    if !meta.is_file() {
+        return Err(refuse(format!(
+            "`{}` is {}",
+            path.display(),
+            fsutil::file_kind(&meta)
+        )));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read runner system id file `{}`", path.display()))?;
+    Ok(Some(bytes))
 }
 
 /// `^[sr]_[0-9a-zA-Z]{12}$`
@@ -102,7 +154,13 @@ pub fn is_valid(id: &str) -> bool {
 /// is one, else random (see [`SystemId::load`]).
 fn read_machine_id() -> Option<String> {
     MACHINE_ID_PATHS.iter().find_map(|p| {
-        let id = fs::read_to_string(p).ok()?;
+        // Capped like every read: a machine-id is 33 bytes.
+        let mut id = String::new();
+        fs::File::open(p)
+            .ok()?
+            .take(4096)
+            .read_to_string(&mut id)
+            .ok()?;
         let id = id.trim();
         (!id.is_empty()).then(|| id.to_string())
     })

@@ -6,7 +6,10 @@
 //! in order and deduplicated. The **identifying tags** (hostname, hostname
 //! without digits, `managed`, instance) are always added, and a GitLab runner
 //! belongs to this host and instance exactly when it carries all of them.
-//! Everything here runs before any network traffic.
+//! A `--capture-tags` program is untrusted input too: it must be owned by
+//! root or the running user, runs in its own process group under a time
+//! limit that covers reading its output, and what it prints is capped and
+//! type-checked. Everything here runs before any network traffic.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -23,8 +26,17 @@ use crate::fsutil;
 /// The ownership marker the original forgot to put on its runners.
 pub const MANAGED_TAG: &str = "managed";
 
-/// How long a `--capture-tags` program may run.
+/// How long a `--capture-tags` program may run, its output read included.
 const CAPTURE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most a `--capture-tags` program may print: tag properties are a
+/// few hundred bytes.
+const CAPTURE_MAX_BYTES: u64 = 64 * 1024;
+
+/// Tag properties the tool sets itself; a capture program may repeat them
+/// with the same value, but not change them (they name the host, instance
+/// and executor that --tag-schema checks).
+const PROTECTED_PROPERTIES: &[&str] = &["hostname", "instance", "executor_type"];
 
 /// hostname, hostname without digits (if non-empty), `managed`, instance —
 /// deduplicated, in that order.
@@ -210,17 +222,47 @@ impl TagContext {
         let mut order: Vec<String> = ["hostname", "executor_type", "instance", "env"]
             .map(String::from)
             .to_vec();
+        let mut captured_keys = Vec::new();
         if let Some(extra) = self.captured(&executor.executor)? {
+            let program = self.capture_name();
             for (key, value) in extra {
+                if PROTECTED_PROPERTIES.contains(&key.as_str()) {
+                    if properties.get(&key) == Some(&value) {
+                        continue;
+                    }
+                    bail!(
+                        "--capture-tags: `{program}` printed key `{key}` with {}, but register-runner sets it itself \
+                         (to {}): a capture program may not change hostname, instance or executor_type",
+                        shown_value(&value),
+                        shown_value(&properties[key.as_str()]),
+                    );
+                }
                 if !properties.contains_key(&key) {
                     order.push(key.clone());
                 }
+                captured_keys.push(key.clone());
                 properties.insert(key, value);
             }
         }
         let properties = Value::Object(properties);
         if let Some(schema) = &self.schema {
             schema.check(&properties, executor)?;
+        }
+        // After the schema, which may say more about a value it constrains.
+        for key in &captured_keys {
+            let value = &properties[key.as_str()];
+            let ok = match value {
+                Value::String(_) => true,
+                Value::Array(items) => items.iter().all(Value::is_string),
+                _ => false,
+            };
+            if !ok {
+                bail!(
+                    "--capture-tags: `{}` printed key `{key}` with {}: a tag property must be a string or an array of strings",
+                    self.capture_name(),
+                    shown_value(value),
+                );
+            }
         }
         let mut tags: Vec<String> = Vec::new();
         for key in &order {
@@ -243,6 +285,14 @@ impl TagContext {
         Ok(unique)
     }
 
+    /// The capture program as it appears in messages.
+    fn capture_name(&self) -> String {
+        match &self.capture {
+            Some(Capture::Program(program)) => program.display().to_string(),
+            Some(Capture::Builtin) | None => "builtin".into(),
+        }
+    }
+
     fn captured(&mut self, executor_type: &str) -> Result<Option<Map<String, Value>>> {
         let Some(capture) = &self.capture else {
             return Ok(None);
@@ -257,6 +307,27 @@ impl TagContext {
         self.captured
             .insert(executor_type.to_string(), properties.clone());
         Ok(Some(properties))
+    }
+}
+
+/// A JSON value for a message: its kind, and the value if it is short.
+fn shown_value(value: &Value) -> String {
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(items) if items.iter().all(Value::is_string) => "an array of strings",
+        Value::Array(_) => "an array holding other than strings",
+        Value::Object(_) => "an object",
+    };
+    let text = value.to_string();
+    if value.is_null() {
+        kind.to_string()
+    } else if text.chars().count() <= 60 && !text.chars().any(char::is_control) {
+        format!("{kind} ({text})")
+    } else {
+        kind.to_string()
     }
 }
 
@@ -305,41 +376,92 @@ fn on_path(cmd: &str) -> bool {
     })
 }
 
-/// Runs `PROGRAM <instance> <executor_type>`; its stdout must be a JSON object.
+/// Runs `PROGRAM <instance> <executor_type>`; its stdout must be a JSON
+/// object of at most [`CAPTURE_MAX_BYTES`]. [`CAPTURE_TIMEOUT`] covers the
+/// run and reading its output to the end: a background process that keeps
+/// stdout open holds the run no longer than that. The program runs in a
+/// process group of its own, and on a timeout the whole group is killed.
 fn run_capture(program: &Path, instance: &str, executor_type: &str) -> Result<Map<String, Value>> {
+    use std::os::unix::process::CommandExt;
     let shown = program.display();
+    // It runs as this user (root): one that another user can replace would
+    // run their code as root. A bare name found on PATH is the system's.
+    if program.components().count() > 1 {
+        let meta = std::fs::metadata(program)
+            .with_context(|| format!("--capture-tags: cannot run `{shown}`"))?;
+        fsutil::check_trusted(&shown.to_string(), &meta).context("--capture-tags")?;
+    }
     let mut child = Command::new(program)
         .arg(instance)
         .arg(executor_type)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()
         .with_context(|| format!("--capture-tags: cannot run `{shown}`"))?;
+    // The group's id is the child's pid (process_group(0)).
+    let group = child.id() as libc::pid_t;
+    let kill_group = |child: &mut std::process::Child| {
+        // SAFETY: kill has no memory-safety preconditions; a negative pid
+        // names the process group the child leads.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
+        let _ = child.kill();
+        let _ = child.wait();
+    };
     let mut stdout = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || {
+    let (sender, output) = std::sync::mpsc::channel();
+    // Reads to the end (or one byte past the cap); left behind, not
+    // joined, if the output never ends: killing the group ends it.
+    std::thread::spawn(move || {
         let mut buf = Vec::new();
-        let _ = (&mut stdout)
-            .take(fsutil::MAX_INPUT_BYTES)
-            .read_to_end(&mut buf);
-        buf
+        let read = (&mut stdout)
+            .take(CAPTURE_MAX_BYTES + 1)
+            .read_to_end(&mut buf)
+            .map(|_| buf);
+        let _ = sender.send(read);
     });
-    let started = Instant::now();
+    let deadline = Instant::now() + CAPTURE_TIMEOUT;
+    let timed_out = |what: &str| {
+        anyhow!(
+            "--capture-tags: `{shown} {instance} {executor_type}` {what} within {}s: \
+             killed its process group (a capture program must print its JSON and exit, \
+             and leave no background process holding its output)",
+            CAPTURE_TIMEOUT.as_secs()
+        )
+    };
+    let output = match output.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(read) => {
+            read.with_context(|| format!("--capture-tags: cannot read the output of `{shown}`"))?
+        }
+        Err(_) => {
+            let exited = matches!(child.try_wait(), Ok(Some(_)));
+            kill_group(&mut child);
+            return Err(timed_out(if exited {
+                "exited, but its output did not end"
+            } else {
+                "did not finish"
+            }));
+        }
+    };
+    if output.len() as u64 > CAPTURE_MAX_BYTES {
+        kill_group(&mut child);
+        bail!(
+            "--capture-tags: `{shown}` printed more than {} bytes: tag properties are a small JSON object",
+            CAPTURE_MAX_BYTES
+        );
+    }
+    // Its output ended; the program itself must end within the time left.
     let status = loop {
         if let Some(status) = child.try_wait().context("--capture-tags")? {
             break status;
         }
-        if started.elapsed() > CAPTURE_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "--capture-tags: `{shown}` did not finish within {}s",
-                CAPTURE_TIMEOUT.as_secs()
-            );
+        if Instant::now() >= deadline {
+            kill_group(&mut child);
+            return Err(timed_out("did not finish"));
         }
         std::thread::sleep(Duration::from_millis(5));
     };
-    let output = reader.join().unwrap_or_default();
     if !status.success() {
         bail!("--capture-tags: `{shown} {instance} {executor_type}` failed ({status})");
     }

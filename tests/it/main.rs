@@ -9,6 +9,7 @@ mod dry_run;
 mod ownership;
 mod promises;
 mod reliability;
+mod security_local;
 mod support;
 mod sync;
 mod tls;
