@@ -1,7 +1,11 @@
 //! The dry-run report (SPEC §4): the plan, one line per action, grouped by
 //! GitLab, then a unified diff of `config.<instance>.toml` with every secret
 //! in short form. Text (coloured only on a terminal) or JSON for automation.
-//! This module only formats; it never sees a secret's full value.
+//! This module only formats; it never sees a secret's full value. Names and
+//! reasons may come from GitLab: in the text report their control
+//! characters are escaped ([`crate::logging::escape_control`]), so that a
+//! runner name cannot forge a line or drive the terminal; JSON escapes them
+//! itself.
 
 use std::fmt::Write as _;
 
@@ -109,12 +113,13 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
             s.to_string()
         }
     };
+    let safe = |s: &str| crate::logging::escape_control(s).into_owned();
     let mut out = String::new();
     for (url, lines) in lines(plan) {
-        let _ = writeln!(out, "GitLab {url}");
+        let _ = writeln!(out, "GitLab {}", safe(&url));
         let g = plan.gitlabs.iter().find(|g| g.url == url);
         if let Some(reason) = g.and_then(|g| g.offline.as_ref()) {
-            let _ = writeln!(out, "  (unreachable: {reason})");
+            let _ = writeln!(out, "  (unreachable: {})", safe(reason));
         }
         if lines.is_empty() {
             let _ = writeln!(out, "  (no executors)");
@@ -134,13 +139,13 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
             let _ = writeln!(
                 out,
                 "  {action} {:<40} {:<8} {}",
-                quote(&line.name),
+                quote(&safe(&line.name)),
                 id,
-                line.reason
+                safe(&line.reason)
             );
         }
         for problem in g.map(|g| g.problems.as_slice()).unwrap_or_default() {
-            let _ = writeln!(out, "  {} {problem}", paint("31", "error:"));
+            let _ = writeln!(out, "  {} {}", paint("31", "error:"), safe(problem));
         }
     }
     if diff.is_empty() {
@@ -148,6 +153,8 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
     } else {
         let _ = writeln!(out);
         for line in diff.lines() {
+            let line = safe(line);
+            let line = line.as_str();
             let painted = if line.starts_with("+++") || line.starts_with("---") {
                 paint("1", line)
             } else if line.starts_with('+') {

@@ -8,6 +8,7 @@ mod coverage;
 mod dry_run;
 mod ownership;
 mod reliability;
+mod security_server;
 mod support;
 mod sync;
 mod tls;

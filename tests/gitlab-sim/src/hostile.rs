@@ -35,7 +35,8 @@ pub enum HostileAnswer {
     /// time, for as long as the client reads); the handler does not run.
     Endless { status: u16 },
     /// This status and `{"message": "…"}` quoting the request's
-    /// `PRIVATE-TOKEN` header and raw body; the handler does not run.
+    /// `PRIVATE-TOKEN` header, its `token` parameter and its raw body; the
+    /// handler does not run.
     EchoRequest { status: u16 },
     /// The handler runs as usual; its JSON answer (when it has one) is
     /// passed through the function before it is sent.
@@ -86,11 +87,7 @@ impl Rule {
         }
         let want: Vec<&str> = self.pattern.trim_end_matches('/').split('/').collect();
         let got: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-        want.len() == got.len()
-            && want
-                .iter()
-                .zip(&got)
-                .all(|(w, g)| *w == "*" || w == g)
+        want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| *w == "*" || w == g)
     }
 }
 
@@ -124,18 +121,29 @@ pub(crate) fn replacement(
         }
         HostileAnswer::Endless { status: s } => {
             let filler = Bytes::from(vec![b' '; CHUNK]);
-            let stream = futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from_static(b"["))])
-                .chain(futures_util::stream::repeat(Ok(filler)));
+            let stream =
+                futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from_static(b"["))])
+                    .chain(futures_util::stream::repeat(Ok(filler)));
             (status(*s), [json_type], Body::from_stream(stream)).into_response()
         }
         HostileAnswer::EchoRequest { status: s } => {
+            // The credentials first, so that no cut at the client hides them.
+            let token = serde_json::from_slice::<Value>(raw_body)
+                .ok()
+                .and_then(|v| v.get("token").and_then(Value::as_str).map(str::to_string));
             let message = format!(
-                "{} (request: PRIVATE-TOKEN={} body={})",
+                "{} (request: PRIVATE-TOKEN={} token={} body={})",
                 status(*s),
                 pat.unwrap_or("-"),
+                token.as_deref().unwrap_or("-"),
                 String::from_utf8_lossy(raw_body)
             );
-            (status(*s), [json_type], json!({ "message": message }).to_string()).into_response()
+            (
+                status(*s),
+                [json_type],
+                json!({ "message": message }).to_string(),
+            )
+                .into_response()
         }
         HostileAnswer::Rewrite(_) => return None,
     };

@@ -12,8 +12,8 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::SimOptions;
-use crate::hostile::{HostileAnswer, Rule};
 use crate::clock;
+use crate::hostile::{HostileAnswer, Rule};
 
 /// How `GET /runners` and `GET /runners/all` break their pagination (a
 /// misbehaving proxy or GitLab bug), so that a client reading every page
