@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod coverage;
 mod dry_run;
+mod fuzz;
 mod ownership;
 mod reliability;
 mod security_server;

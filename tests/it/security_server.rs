@@ -17,13 +17,14 @@ fn run_measured(host: &Host, args: &[&str]) -> (Run, u64, Duration) {
     let mut all = vec!["--timeout", "20"];
     all.extend_from_slice(args);
     let mut cmd = host.command(&all);
-    cmd.stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
+    let (out_path, err_path) = (host.dir.path().join("out"), host.dir.path().join("err"));
+    // Files, not pipes: a pipe nobody reads while the child runs could fill.
+    cmd.stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap());
     let started = Instant::now();
     let mut child = cmd.spawn().expect("spawn register-runner");
     let status_path = format!("/proc/{}/status", child.id());
     let mut peak_kib = 0u64;
-    // Pipes are read after the exit: the run's output is small.
     while child.try_wait().expect("wait").is_none() {
         let hwm = std::fs::read_to_string(&status_path)
             .ok()
@@ -40,11 +41,11 @@ fn run_measured(host: &Host, args: &[&str]) -> (Run, u64, Duration) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let output = child.wait_with_output().expect("collect output");
+    let status = child.wait().expect("wait");
     let run = Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&std::fs::read(&out_path).unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&std::fs::read(&err_path).unwrap()).into_owned(),
     };
     (run, peak_kib, started.elapsed())
 }
