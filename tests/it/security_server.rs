@@ -69,6 +69,7 @@ fn an_endless_body_fails_its_request_fast_in_bounded_memory() {
         HostileAnswer::Endless { status: 201 },
     );
     let (run, peak_kib, took) = run_measured(&host, &[]);
+    eprintln!("endless body: {took:?}, peak {peak_kib} KiB");
     assert_eq!(run.code, 1, "{run:?}");
     assert!(
         run.stderr.contains("POST ")
