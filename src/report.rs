@@ -3,9 +3,9 @@
 //! in short form. Text (coloured only on a terminal) or JSON for automation.
 //! This module only formats; it never sees a secret's full value. Names and
 //! reasons may come from GitLab: in the text report their control
-//! characters are escaped ([`crate::logging::escape_control`]), so that a
-//! runner name cannot forge a line or drive the terminal; JSON escapes them
-//! itself.
+//! characters are escaped and token-shaped words masked
+//! ([`crate::logging::sanitize`]), so that a runner name cannot forge a
+//! line or drive the terminal; JSON escapes them itself.
 
 use std::fmt::Write as _;
 
@@ -113,7 +113,8 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
             s.to_string()
         }
     };
-    let safe = |s: &str| crate::logging::escape_control(s).into_owned();
+    // Masked like a log line: a name from GitLab may hold a token too.
+    let safe = crate::logging::sanitize;
     let mut out = String::new();
     for (url, lines) in lines(plan) {
         let _ = writeln!(out, "GitLab {}", safe(&url));

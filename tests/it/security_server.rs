@@ -411,10 +411,20 @@ fn control_characters_from_gitlab_are_escaped_in_logs_and_the_report() {
             .collect(),
         ..Default::default()
     });
+    sim.seed_runner(SeedRunner {
+        description: "ci-node01 main glrt-NameHoldsAToken0123456789".into(),
+        tag_list: IDENTIFYING.iter().map(|t| t.to_string()).collect(),
+        ..Default::default()
+    });
     let host = pat_host(&sim);
 
     let dry = host.run(&["--dry-run"]);
     assert_eq!(dry.code, 2, "{dry:?}");
+    assert!(
+        dry.stdout.contains("\"ci-node01 main glrt-Name…\""),
+        "{dry:?}"
+    );
+    assert!(!dry.all_output().contains("HoldsAToken"), "{dry:?}");
     // The name is there, escaped, on the delete line.
     assert!(
         dry.stdout
