@@ -1076,11 +1076,16 @@ fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Exec
         None => format!("{} {} {} Runner", env.hostname, env.instance, executor),
     };
     if name.chars().count() > 1024 {
-        return Err(source.error(
-            "name",
-            &table["name"],
-            "is longer than GitLab's 1024 characters",
-        ));
+        // Without `name`, the default name is long because `executor` is.
+        let (key, message) = if table.contains_key("name") {
+            ("name", "is longer than GitLab's 1024 characters")
+        } else {
+            (
+                "executor",
+                "makes the default runner name longer than GitLab's 1024 characters",
+            )
+        };
+        return Err(source.error(key, &table[key], message));
     }
     let token = source.non_empty_string(table, "token")?.map(Secret::new);
     // Only a runner made in GitLab's UI (or with POST /user/runners) has a

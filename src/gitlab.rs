@@ -11,6 +11,13 @@
 //! with an [`ApiError`] naming the method, URL, status and GitLab's message.
 //! Tokens travel only in headers and JSON bodies, never in URLs or errors.
 //! Endpoints and shapes: `reference/gitlab-api.md`.
+//!
+//! Nothing GitLab sends is trusted: every answer is read in chunks up to
+//! [`MAX_BODY_BYTES`] (beyond that the request fails, unretried), every
+//! token it issues passes [`crate::secret::token_problem`] before anyone
+//! may save it, and its error text has the run's secrets masked and its
+//! control characters escaped ([`crate::logging::sanitize`]) before it goes
+//! into an [`ApiError`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,6 +48,13 @@ const BACKOFF_MAX: Duration = Duration::from_secs(10);
 const PER_PAGE: usize = 100;
 /// A bound on pagination, far above any real host's runner count.
 const MAX_PAGES: usize = 1000;
+/// The largest answer read. Measured: a full page of the simulator's
+/// `GET /runners/all` (100 runners with long descriptions) is 23 KB, and
+/// GitLab's own list entries have about as many fields; `GET /runners/:id`
+/// with a tag list is a few KB. 4 MiB is over 100 times the largest real
+/// answer, and bounds what a broken proxy or hostile server can make us
+/// hold (`security_server::the_cap_is_far_above_a_full_page_of_runners`).
+pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Set to anything to drop the exponential backoff delays (tests).
 /// `Retry-After` and `RateLimit-ResetTime` are still honoured.
 pub const NO_RETRY_DELAY_ENV: &str = "REGISTER_RUNNER_NO_RETRY_DELAY";
@@ -69,13 +83,13 @@ impl ApiError {
 
 impl fmt::Display for ApiError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The message is built from GitLab's text: masked and escaped once
+        // more here, whoever built it.
+        let message = crate::logging::sanitize(&self.message);
+        let url = crate::logging::sanitize(&self.url);
         match self.status {
-            Some(status) => write!(
-                f,
-                "{} {}: HTTP {status}: {}",
-                self.method, self.url, self.message
-            ),
-            None => write!(f, "{} {}: {}", self.method, self.url, self.message),
+            Some(status) => write!(f, "{} {url}: HTTP {status}: {message}", self.method),
+            None => write!(f, "{} {url}: {message}", self.method),
         }
     }
 }
@@ -275,14 +289,16 @@ impl GitLab {
         match answer.status.as_u16() {
             200 | 201 => {
                 // gitlab-runner accepts a legacy plain-text "200" body too.
-                let issued = serde_json::from_slice::<TokenAnswer>(&answer.body)
-                    .ok()
-                    .map(|a| a.into_issued(token))
-                    .unwrap_or_else(|| IssuedToken {
+                let issued = match serde_json::from_slice::<TokenAnswer>(&answer.body) {
+                    Ok(a) => a.into_issued(token).map_err(|why| {
+                        self.bad_token(Method::POST, "/runners/verify", &answer, why)
+                    })?,
+                    Err(_) => IssuedToken {
                         id: None,
                         token: token.clone(),
                         expires_at: None,
-                    });
+                    },
+                };
                 Ok(Verified::Valid(issued))
             }
             403 | 422 => Ok(Verified::Rejected(answer.status.as_u16())),
@@ -346,7 +362,22 @@ impl GitLab {
         if answer.status != StatusCode::OK {
             return Err(self.refused(Method::GET, &path, &answer));
         }
-        self.decode(Method::GET, &path, &answer)
+        let details: RunnerDetails = self.decode(Method::GET, &path, &answer)?;
+        // A patched server's token is restored into the config: checked
+        // like any token GitLab issues.
+        if let Some(why) = details
+            .token
+            .as_ref()
+            .and_then(|t| crate::secret::token_problem(t.0.expose()))
+        {
+            return Err(self.bad_token(
+                Method::GET,
+                &path,
+                &answer,
+                format!("unusable token: {why}"),
+            ));
+        }
+        Ok(details)
     }
 
     /// The system ids of a runner's managers (`GET /runners/:id/managers`).
@@ -446,8 +477,11 @@ impl GitLab {
         if answer.status != StatusCode::CREATED {
             return Err(self.refused(method, path, &answer));
         }
-        let parsed: TokenAnswer = self.decode(method, path, &answer)?;
-        Ok(parsed.into_issued(current.unwrap_or(&Secret::new(""))))
+        let parsed: TokenAnswer = self.decode(method.clone(), path, &answer)?;
+        let none = Secret::new("");
+        parsed
+            .into_issued(current.unwrap_or(&none))
+            .map_err(|why| self.bad_token(method, path, &answer, why))
     }
 
     /// `PUT /runners/:id`.
@@ -515,13 +549,25 @@ impl GitLab {
         path: &str,
         answer: &Answer,
     ) -> ApiResult<T> {
+        // serde's message may quote a value of the answer: sanitized.
         serde_json::from_slice(&answer.body).map_err(|e| ApiError {
             method,
             url: self.url(path),
             status: Some(answer.status.as_u16()),
-            message: format!("unexpected answer: {e}"),
+            message: crate::logging::sanitize(&format!("unexpected answer: {e}")),
             unreachable: false,
         })
+    }
+
+    /// An answer whose token may not be saved (`why` never quotes it).
+    fn bad_token(&self, method: Method, path: &str, answer: &Answer, why: String) -> ApiError {
+        ApiError {
+            method,
+            url: self.url(path),
+            status: Some(answer.status.as_u16()),
+            message: format!("GitLab's answer has an {why}; nothing was saved"),
+            unreachable: false,
+        }
     }
 
     fn refused(&self, method: Method, path: &str, answer: &Answer) -> ApiError {
@@ -532,8 +578,10 @@ impl GitLab {
                 .get("location")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("?");
-            message =
-                format!("redirected to `{to}`: set the client_configs url to the final address");
+            message = format!(
+                "redirected to `{}`: set the client_configs url to the final address",
+                crate::logging::sanitize(to)
+            );
         }
         ApiError {
             method,
@@ -620,6 +668,11 @@ impl GitLab {
                 Ok(response) => {
                     let status = response.status();
                     let headers = response.headers().clone();
+                    // Oversized: no retry will make it smaller.
+                    let body = read_body(response).await.map_err(|too_large| ApiError {
+                        unreachable: false,
+                        ..fail(too_large, Some(status.as_u16()))
+                    })?;
                     if !is_retryable(status) {
                         // The window's last allowed request: the next one
                         // would be refused, so this run waits for the reset
@@ -627,22 +680,12 @@ impl GitLab {
                         if let Some(wait) = exhausted_window_wait(&headers) {
                             self.hold_off(spread_over_window(wait, self.time_left()));
                         }
-                        let body = response
-                            .bytes()
-                            .await
-                            .map(|b| b.to_vec())
-                            .unwrap_or_default();
                         return Ok(Answer {
                             status,
                             headers,
                             body,
                         });
                     }
-                    let body = response
-                        .bytes()
-                        .await
-                        .map(|b| b.to_vec())
-                        .unwrap_or_default();
                     let reason = format!("HTTP {}: {}", status.as_u16(), gitlab_message(&body));
                     // Rack::Attack answers 429 before the request is handled.
                     let may_retry =
@@ -828,14 +871,54 @@ struct TokenAnswer {
 }
 
 impl TokenAnswer {
-    fn into_issued(self, current: &Secret) -> IssuedToken {
-        IssuedToken {
+    /// The issued token, or why it may not be saved (without quoting it).
+    fn into_issued(self, current: &Secret) -> Result<IssuedToken, String> {
+        let token = self.token.map(|t| t.0).unwrap_or_else(|| current.clone());
+        if let Some(why) = crate::secret::token_problem(token.expose()) {
+            return Err(format!("unusable token: {why}"));
+        }
+        // GitLab's ids are `bigint`: a larger one is no runner of GitLab's.
+        if let Some(id) = self.id.filter(|id| i64::try_from(*id).is_err()) {
+            return Err(format!("unusable runner id {id}: out of range"));
+        }
+        Ok(IssuedToken {
             id: self.id,
-            token: self.token.map(|t| t.0).unwrap_or_else(|| current.clone()),
+            token,
             expires_at: self
                 .token_expires_at
                 .as_deref()
                 .and_then(|s| OffsetDateTime::parse(s, &Rfc3339).ok()),
+        })
+    }
+}
+
+/// The body, read chunk by chunk, refused once it passes
+/// [`MAX_BODY_BYTES`] (the `Err` is the message). A body cut short by the
+/// connection reads as what arrived: it then fails to decode, naming the
+/// request.
+async fn read_body(mut response: reqwest::Response) -> Result<Vec<u8>, String> {
+    let too_large = || {
+        format!(
+            "the answer is larger than {} MiB: refused (GitLab, or a proxy in front of it, misbehaves)",
+            MAX_BODY_BYTES / (1024 * 1024)
+        )
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) | Err(_) => return Ok(body),
         }
     }
 }
@@ -956,6 +1039,9 @@ fn gitlab_message(body: &[u8]) -> String {
         },
         _ => String::from_utf8_lossy(body).trim().to_string(),
     };
+    // An echo of the request would quote its tokens: masked before the
+    // cut (which could leave a token too short to recognise).
+    let text = crate::secret::redact(&text);
     let text = if text.is_empty() {
         "(no message)".to_string()
     } else {
@@ -965,7 +1051,7 @@ fn gitlab_message(body: &[u8]) -> String {
     if short.len() < text.len() {
         short.push('…');
     }
-    short
+    crate::logging::escape_control(&short).into_owned()
 }
 
 #[cfg(test)]

@@ -1,7 +1,11 @@
 //! The dry-run report (SPEC §4): the plan, one line per action, grouped by
 //! GitLab, then a unified diff of `config.<instance>.toml` with every secret
 //! in short form. Text (coloured only on a terminal) or JSON for automation.
-//! This module only formats; it never sees a secret's full value.
+//! This module only formats; it never sees a secret's full value. Names and
+//! reasons may come from GitLab: in the text report their control
+//! characters are escaped and token-shaped words masked
+//! ([`crate::logging::sanitize`]), so that a runner name cannot forge a
+//! line or drive the terminal; JSON escapes them itself.
 
 use std::fmt::Write as _;
 
@@ -109,14 +113,16 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
             s.to_string()
         }
     };
+    // Masked like a log line: a name from GitLab may hold a token too.
+    let safe = crate::logging::sanitize;
     let mut out = String::new();
     for (url, lines) in lines(plan) {
-        let _ = writeln!(out, "GitLab {url}");
+        let _ = writeln!(out, "GitLab {}", safe(&url));
         let g = plan.gitlabs.iter().find(|g| g.url == url);
         if let Some(g) = g
             && let (Some(reason), Some(kind)) = (&g.offline, g.offline_kind())
         {
-            let _ = writeln!(out, "  ({kind}: {reason})");
+            let _ = writeln!(out, "  ({kind}: {})", safe(reason));
         }
         if lines.is_empty() {
             let _ = writeln!(out, "  (no executors)");
@@ -136,13 +142,13 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
             let _ = writeln!(
                 out,
                 "  {action} {:<40} {:<8} {}",
-                quote(&line.name),
+                quote(&safe(&line.name)),
                 id,
-                line.reason
+                safe(&line.reason)
             );
         }
         for problem in g.map(|g| g.problems.as_slice()).unwrap_or_default() {
-            let _ = writeln!(out, "  {} {problem}", paint("31", "error:"));
+            let _ = writeln!(out, "  {} {}", paint("31", "error:"), safe(problem));
         }
     }
     if diff.is_empty() {
@@ -150,6 +156,8 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
     } else {
         let _ = writeln!(out);
         for line in diff.lines() {
+            let line = safe(line);
+            let line = line.as_str();
             let painted = if line.starts_with("+++") || line.starts_with("---") {
                 paint("1", line)
             } else if line.starts_with('+') {

@@ -5,8 +5,16 @@
 //! which SPEC §5 allows in logs, errors and the dry-run diff. The one way
 //! to the full value is [`Secret::expose`], used where the value goes on
 //! the wire or into the written config file.
+//!
+//! Every secret made with [`Secret::new`] is also noted in a process-wide
+//! registry, so that [`redact`] can mask it in any text on its way to a log
+//! line or an error message (GitLab's error text may quote the request),
+//! together with every token-shaped word ([`mask_token_like`]).
+//! [`token_problem`] says whether a token GitLab sent us may be saved.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Mutex;
 
 /// Token prefixes GitLab puts in front of the random part (gitlab-api.md §11).
 const KNOWN_PREFIXES: &[&str] = &["glrtr-", "glrt-", "glpat-", "GR1348941"];
@@ -62,13 +70,98 @@ pub fn mask_token_like(text: &str) -> String {
     out
 }
 
+/// Secrets shorter than this are not registered for [`redact`]: masking
+/// every occurrence of a 3-letter word would garble messages, and no token
+/// GitLab issues is that short.
+const MIN_REGISTERED: usize = 8;
+/// Nor are longer ones: no real token is, and such a value (a garbage
+/// answer, refused by [`token_problem`]) would slow every log line.
+const MAX_REGISTERED: usize = 1024;
+
+/// Every secret of this run, longest first (so that a secret containing
+/// another is masked whole).
+static KNOWN: Mutex<BTreeSet<(std::cmp::Reverse<usize>, String)>> = Mutex::new(BTreeSet::new());
+
+fn register(value: &str) {
+    let value = value.trim();
+    if (MIN_REGISTERED..=MAX_REGISTERED).contains(&value.len()) {
+        let mut known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+        known.insert((std::cmp::Reverse(value.len()), value.to_string()));
+    }
+}
+
+/// The text with every secret of this run (PATs, registration tokens,
+/// runner tokens held and issued: every [`Secret`] made so far) and every
+/// token-shaped word in short form. For any text that reaches a log line
+/// or an error message; logging applies it to every line, and the final
+/// error goes through it too.
+///
+/// ```
+/// use register_runner::secret::{Secret, redact};
+/// let _registration = Secret::new("8HxyzOLDSECRETabcdef");
+/// assert_eq!(
+///     redact("400 (token=8HxyzOLDSECRETabcdef, pat=glpat-0123456789abcdef)"),
+///     "400 (token=8Hxy…, pat=glpat-0123…)"
+/// );
+/// ```
+pub fn redact(text: &str) -> String {
+    let mut out = text.to_string();
+    {
+        let known = KNOWN.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, secret) in known.iter() {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), &short_form(secret));
+            }
+        }
+    }
+    mask_token_like(&out)
+}
+
+/// Longest runner token accepted from GitLab (gitlab-runner's own tokens
+/// are about 30 bytes; the column allows 255).
+pub const MAX_TOKEN_BYTES: usize = 255;
+
+/// Why a token GitLab sent us (create, register, reset, verify, a patched
+/// server's runner details) cannot be saved, or `None` when it can: it
+/// must be non-empty printable ASCII without spaces, at most
+/// [`MAX_TOKEN_BYTES`] bytes. The reason never quotes the token.
+///
+/// ```
+/// use register_runner::secret::token_problem;
+/// assert_eq!(token_problem("glrt-0123456789abcdef"), None);
+/// assert!(token_problem("").is_some());
+/// assert!(token_problem("glrt-\u{1b}]0;owned\u{7}").is_some());
+/// assert!(token_problem(&"a".repeat(256)).is_some());
+/// ```
+pub fn token_problem(token: &str) -> Option<String> {
+    if token.is_empty() {
+        return Some("the token is empty".into());
+    }
+    if token.len() > MAX_TOKEN_BYTES {
+        return Some(format!(
+            "the token is {} bytes long (at most {MAX_TOKEN_BYTES})",
+            token.len()
+        ));
+    }
+    if let Some(at) = token.bytes().position(|b| !b.is_ascii_graphic()) {
+        return Some(format!(
+            "the token has a space, control or non-ASCII character at byte {}",
+            at + 1
+        ));
+    }
+    None
+}
+
 /// A secret value that never prints itself.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Secret(String);
 
 impl Secret {
+    /// The secret, also registered for [`redact`].
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        let value = value.into();
+        register(&value);
+        Secret(value)
     }
 
     /// The full value, for the request body or header and the output file only.
@@ -140,6 +233,31 @@ mod tests {
         assert_eq!(short_form("ab"), "a…");
         assert_eq!(short_form("GR1348941xyzwvuts"), "GR1348941xyzw…");
         assert_eq!(short_form("glrtr-12345678"), "glrtr-1234…");
+    }
+
+    #[test]
+    fn redact_masks_registered_secrets_and_token_shapes() {
+        let held = Secret::new("t1_heldRunnerToken42");
+        let _tiny = Secret::new("abc");
+        let text = format!("echo: {} and abc and GR1348941abcdefghijkl", held.expose());
+        assert_eq!(redact(&text), "echo: t1_h… and abc and GR1348941abcd…");
+        // A short form stays as it is.
+        assert_eq!(redact("t1_h… glrt-abcd…"), "t1_h… glrt-abcd…");
+    }
+
+    #[test]
+    fn issued_tokens_are_checked() {
+        assert_eq!(token_problem("glrt-t1_AbC-123.x"), None);
+        assert_eq!(token_problem(&"a".repeat(255)), None);
+        for bad in ["", "glrt- x", "glrt-\n", "glrt-é", "glrt-\u{7f}"] {
+            let problem = token_problem(bad).expect(bad);
+            assert!(!problem.contains("glrt"), "{problem}");
+        }
+        assert!(
+            token_problem(&"a".repeat(256))
+                .unwrap()
+                .contains("256 bytes")
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! every Nth request with 502, the fixed-window rate limiter (429 with
 //! Rack::Attack's `RateLimit-*` and `Retry-After` headers), dropping
 //! connections, the registration-token switch (410), LLNL's patched
-//! `runner_details` (token exposed), the runner token lifetime, and a broken
-//! pagination of the runner lists.
+//! `runner_details` (token exposed), the runner token lifetime, a broken
+//! pagination of the runner lists, and hostile answers (`hostile.rs`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::SimOptions;
 use crate::clock;
+use crate::hostile::{HostileAnswer, Rule};
 
 /// How `GET /runners` and `GET /runners/all` break their pagination (a
 /// misbehaving proxy or GitLab bug), so that a client reading every page
@@ -48,6 +49,7 @@ struct Inner {
     listing_fault: Option<ListingFault>,
     /// `(requests left, Retry-After seconds)`: answer that many 429s.
     throttle_next: (u64, u64),
+    hostile: Vec<Rule>,
 }
 
 /// The rate limiter's verdict on one request.
@@ -75,6 +77,7 @@ impl Knobs {
                 token_lifetime: opts.token_lifetime,
                 listing_fault: None,
                 throttle_next: (0, 0),
+                hostile: Vec::new(),
             }),
             drop_connections: AtomicBool::new(false),
         }
@@ -218,6 +221,32 @@ impl Knobs {
 
     pub(crate) fn listing_fault(&self) -> Option<ListingFault> {
         self.lock().listing_fault
+    }
+
+    /// Adds a rule; a later rule for the same method and pattern replaces it.
+    pub(crate) fn set_hostile(&self, method: &str, pattern: &str, answer: HostileAnswer) {
+        let mut k = self.lock();
+        k.hostile
+            .retain(|r| !(r.method.eq_ignore_ascii_case(method) && r.pattern == pattern));
+        k.hostile.push(Rule {
+            method: method.to_string(),
+            pattern: pattern.to_string(),
+            answer,
+        });
+    }
+
+    pub(crate) fn clear_hostile(&self) {
+        self.lock().hostile.clear();
+    }
+
+    /// The answer of the last rule matching this request, if any.
+    pub(crate) fn hostile(&self, method: &str, path: &str) -> Option<HostileAnswer> {
+        let k = self.lock();
+        k.hostile
+            .iter()
+            .rev()
+            .find(|r| r.matches(method, path))
+            .map(|r| r.answer.clone())
     }
 }
 

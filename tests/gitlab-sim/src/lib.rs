@@ -2,7 +2,8 @@
 //! `register-runner` uses, faithful to `shared/reference/gitlab-api.md`),
 //! served over real HTTP on 127.0.0.1, with knobs for tests (latency, 502
 //! every Nth request, rate limiting, dropped connections, registration switch,
-//! LLNL's token-exposing patch, token lifetime, broken list pagination), a
+//! LLNL's token-exposing patch, token lifetime, broken list pagination,
+//! hostile answers: garbage, huge or endless bodies, echoed secrets), a
 //! request log and the requests in flight. This file
 //! owns the public API: the well-known credentials, `SimOptions`, and the
 //! `Sim` handle that starts, inspects, steers and stops a server.
@@ -20,6 +21,7 @@ mod clock;
 mod entities;
 mod error;
 mod handlers;
+mod hostile;
 mod knobs;
 mod log;
 mod pagination;
@@ -33,6 +35,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use auth::AuthKind;
+pub use hostile::{HostileAnswer, Rewrite};
 pub use knobs::ListingFault;
 pub use log::{InFlight, RequestRecord};
 pub use state::{CreatedBy, ManagerState, RunnerState, SeedRunner};
@@ -257,5 +260,17 @@ impl Sim {
     /// headers that way (`None` = GitLab's headers).
     pub fn set_listing_fault(&self, fault: Option<ListingFault>) {
         self.shared.knobs.set_listing_fault(fault);
+    }
+
+    /// From now on, `method` requests whose path matches `pattern` (`*` =
+    /// one segment, e.g. `/api/v4/runners/*/managers`) get `answer`
+    /// (see [`HostileAnswer`]). Logged with the status actually sent.
+    pub fn set_hostile(&self, method: &str, pattern: &str, answer: HostileAnswer) {
+        self.shared.knobs.set_hostile(method, pattern, answer);
+    }
+
+    /// Drops every hostile rule: GitLab's own answers again.
+    pub fn clear_hostile(&self) {
+        self.shared.knobs.clear_hostile();
     }
 }

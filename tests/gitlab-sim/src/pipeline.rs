@@ -1,8 +1,9 @@
 //! The per-request pipeline every request goes through before its handler:
 //! note the arrival time, read and parse the parameters, classify the
-//! credentials, apply the knobs (latency, 502 every Nth, rate limit), run the
-//! handler, add rate-limit headers, and append the outcome to the request log
-//! (the request counts as in flight from arrival until then).
+//! credentials, apply the knobs (latency, 502 every Nth, rate limit, hostile
+//! answers), run the handler, add rate-limit headers, and append the outcome
+//! to the request log (the request counts as in flight from arrival until
+//! then).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use crate::app::Shared;
 use crate::auth::{self, AuthKind};
 use crate::clock;
 use crate::error::ApiError;
+use crate::hostile::{self, HostileAnswer};
 use crate::log::RequestRecord;
 use crate::params::{self, Params};
 
@@ -69,9 +71,11 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    let mut raw_body = Vec::new();
     let (log_body, body_params) = match axum::body::to_bytes(body, MAX_BODY).await {
         Ok(bytes) => {
             let parsed = params::parse_body(content_type.as_deref(), &bytes);
+            raw_body = bytes.to_vec();
             (parsed.log, parsed.result)
         }
         Err(_) => (
@@ -95,6 +99,7 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
         tokio::time::sleep(latency).await;
     }
 
+    let hostile = sh.knobs.hostile(&method, &path);
     let mut retry_after = None;
     let response = if sh.knobs.count_and_check_failure() {
         bad_gateway()
@@ -104,10 +109,14 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
             AuthKind::AdminPat | AuthKind::UserPat | AuthKind::RunnerToken
         );
         let verdict = sh.knobs.rate_check(clock::now(), authenticated);
-        let mut response = match (&verdict, params) {
-            (Some(v), _) if v.limited => too_many_requests(),
-            (_, Err(e)) => e.into_response(),
-            (_, Ok(params)) => {
+        let replaced = hostile
+            .as_ref()
+            .and_then(|h| hostile::replacement(h, pat.as_deref(), &raw_body));
+        let mut response = match (&verdict, replaced, params) {
+            (Some(v), _, _) if v.limited => too_many_requests(),
+            (_, Some(replaced), _) => replaced,
+            (_, None, Err(e)) => e.into_response(),
+            (_, None, Ok(params)) => {
                 let conn = parts.extensions.get::<ConnInfo>().copied();
                 let host = parts
                     .headers
@@ -125,7 +134,11 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
                     peer_ip,
                 };
                 parts.extensions.insert(Arc::new(ctx));
-                next.run(Request::from_parts(parts, Body::empty())).await
+                let response = next.run(Request::from_parts(parts, Body::empty())).await;
+                match &hostile {
+                    Some(HostileAnswer::Rewrite(f)) => hostile::rewritten(response, f).await,
+                    _ => response,
+                }
             }
         };
         if let Some(v) = verdict {
