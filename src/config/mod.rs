@@ -12,12 +12,12 @@
 //! secrets loaded, executors split into the keys this tool consumes and the
 //! gitlab-runner settings passed through unchanged.
 //!
-//! The parts: [`template`] (the template and its `client_configs`),
-//! [`executor`] (one executor file), [`server`] (the server-side runner
-//! settings, one table row each), [`secret_file`] (secrets given literally
-//! or in `*_file`s), [`keys`] (which keys the tool reads or writes, and
-//! their spelling), [`source`] (a parsed file that names its own lines) and
-//! [`toml10`] (what gitlab-runner's TOML 1.0 reader cannot read).
+//! The parts: `template` (the template and its `client_configs`),
+//! `executor` (one executor file), `server` (the server-side runner
+//! settings, one row each of [`SERVER_SETTINGS`]), `secret_file` (secrets
+//! given literally or in `*_file`s), `keys` (which keys the tool reads or
+//! writes, and their spelling), `source` (a parsed file that names its own
+//! lines) and `toml10` (what gitlab-runner's TOML 1.0 reader cannot read).
 
 mod executor;
 mod keys;
@@ -41,7 +41,7 @@ use crate::fsutil;
 use crate::secret::Secret;
 
 pub use keys::folded_key;
-pub use server::{SERVER_SETTINGS, ServerSetting, ServerSettings, Setting};
+pub use server::{Rule, SERVER_SETTINGS, ServerSetting, ServerSettings, Setting};
 
 /// What the environment contributes to loading (kept explicit for tests).
 #[derive(Debug, Clone)]
