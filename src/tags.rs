@@ -550,4 +550,23 @@ mod tests {
         let tags = ctx.runner_tags(&executor("shell")).unwrap();
         assert!(tags.contains(&std::env::consts::ARCH.to_string()));
     }
+
+    /// The scheduler is looked up on the `PATH` the run's environment
+    /// gave (crate::env::Env), not the test process's own.
+    #[test]
+    fn builtin_capture_finds_the_scheduler_on_the_runs_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let salloc = dir.path().join("salloc");
+        std::fs::write(&salloc, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&salloc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("/nonexistent:{}", dir.path().display());
+        let env = HashMap::from([("PATH".to_string(), path)]);
+        let mut ctx = TagContext::new("h1", "main", None, Some(Capture::Builtin), env);
+        let tags = ctx.runner_tags(&executor("batch")).unwrap();
+        assert!(tags.contains(&"slurm".to_string()), "{tags:?}");
+        let mut ctx = TagContext::new("h1", "main", None, Some(Capture::Builtin), HashMap::new());
+        let tags = ctx.runner_tags(&executor("batch")).unwrap();
+        assert!(!tags.contains(&"slurm".to_string()), "{tags:?}");
+    }
 }
