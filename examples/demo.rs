@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use gitlab_sim::{ADMIN_PAT, Sim};
 use register_runner::cli::Cli;
+use register_runner::env::Env;
 use register_runner::{app, logging, output};
 
 const EXAMPLE_URL: &str = "https://gitlab.example.com";
@@ -32,7 +33,7 @@ fn main() -> Result<()> {
         args.extend(extra.iter().map(|s| s.to_string()));
         Cli::parse_from(args)
     };
-    logging::init(&args(&[]));
+    logging::init(&args(&[]), &Env::from_process());
     println!(
         "GitLab simulator at {}; prefix {}\n",
         sim.url(),
@@ -116,7 +117,7 @@ fn lay_out_prefix(prefix: &Path, url: &str) -> Result<()> {
 
 fn run(sim: &Sim, cli: &Cli) -> Result<()> {
     sim.clear_requests();
-    let code = match app::run(cli) {
+    let code = match app::run(cli, &Env::from_process()) {
         Ok(code) => code.code(),
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -14,6 +14,7 @@ use crate::apply::{self, Applied, Persist};
 use crate::cli::{Cli, OutputFormat};
 use crate::config::{self, Inputs, LoadEnv};
 use crate::config_file::{OutputWriter, assemble};
+use crate::env::Env;
 use crate::exit::ExitCode;
 use crate::fsutil::{self, PrefixLock};
 use crate::gitlab::GitLab;
@@ -26,7 +27,7 @@ use crate::system_id::SystemId;
 use crate::tags::{self, Capture, TagContext, TagSchema};
 
 /// Runs the tool; the error case is a failure (exit 1) already explained.
-pub fn run(cli: &Cli) -> Result<ExitCode> {
+pub fn run(cli: &Cli, process_env: &Env) -> Result<ExitCode> {
     let started = Instant::now();
     // 1. Load and validate all input: no network, nothing written.
     let hostname = match &cli.hostname {
@@ -41,7 +42,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         prefix: cli.prefix.clone(),
         instance: cli.service_instance.clone(),
         hostname: hostname.clone(),
-        credentials_directory: std::env::var_os("CREDENTIALS_DIRECTORY").map(Into::into),
+        credentials_directory: process_env.credentials_directory.clone(),
         allow_missing_executor_dir: cli.allow_empty,
     };
     let inputs = config::load(&env)?;
@@ -52,7 +53,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         &cli.service_instance,
         schema,
         capture,
-        std::env::vars().collect(),
+        process_env.vars.clone(),
     );
     let runner_tags = inputs
         .executors
@@ -98,7 +99,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         .template
         .clients
         .iter()
-        .map(|c| GitLab::new(c, deadline).map(Arc::new))
+        .map(|c| GitLab::new(c, deadline, !process_env.no_retry_delay).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
 
     // 3. The last output is the token store.

@@ -238,7 +238,8 @@ struct Answer {
 }
 
 impl GitLab {
-    pub fn new(client: &ClientConfig, deadline: Instant) -> anyhow::Result<GitLab> {
+    /// `backoff`: wait between retries (false only in tests).
+    pub fn new(client: &ClientConfig, deadline: Instant, backoff: bool) -> anyhow::Result<GitLab> {
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
             .tls_built_in_native_certs(true)
@@ -265,7 +266,7 @@ impl GitLab {
             deadline,
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             not_before: std::sync::Mutex::new(None),
-            backoff: std::env::var_os(NO_RETRY_DELAY_ENV).is_none(),
+            backoff,
         })
     }
 

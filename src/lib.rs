@@ -7,6 +7,7 @@ pub mod apply;
 pub mod cli;
 pub mod config;
 pub mod config_file;
+pub mod env;
 pub mod exit;
 pub mod fsutil;
 pub mod gitlab;

@@ -25,8 +25,9 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{Writer, debug_fn};
 
 use crate::cli::{Cli, LogFormat};
+use crate::env::Env;
 
-pub fn init(cli: &Cli) {
+pub fn init(cli: &Cli, env: &Env) {
     let level = if cli.quiet {
         "error"
     } else {
@@ -38,7 +39,6 @@ pub fn init(cli: &Cli) {
     };
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("warn,register_runner={level}")));
-    let under_journald = std::env::var_os("JOURNAL_STREAM").is_some();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(RedactingStderr)
@@ -57,7 +57,7 @@ pub fn init(cli: &Cli) {
     .delimited(" ");
     let result = match cli.log_format {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
-        LogFormat::Text if under_journald => builder
+        LogFormat::Text if env.under_journald => builder
             .fmt_fields(fields)
             .without_time()
             .with_ansi(false)
@@ -76,7 +76,7 @@ pub fn init(cli: &Cli) {
 /// object shaped like the other log lines with `--log-format json`, and
 /// with journald's `<3>` (err) priority prefix under journald; made safe
 /// by [`sanitize`].
-pub fn print_final_error(cli: &Cli, message: &str) {
+pub fn print_final_error(cli: &Cli, env: &Env, message: &str) {
     use std::io::Write;
     let message = sanitize(message);
     let line = match cli.log_format {
@@ -88,7 +88,7 @@ pub fn print_final_error(cli: &Cli, message: &str) {
             "fields": {"message": message},
         })
         .to_string(),
-        LogFormat::Text if std::env::var_os("JOURNAL_STREAM").is_some() => {
+        LogFormat::Text if env.under_journald => {
             format!("<3>ERROR {message}")
         }
         LogFormat::Text => format!("ERROR {message}"),

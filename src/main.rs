@@ -3,6 +3,7 @@
 
 use clap::Parser;
 use register_runner::cli::Cli;
+use register_runner::env::Env;
 use register_runner::exit::ExitCode;
 use register_runner::{app, logging};
 
@@ -19,13 +20,14 @@ fn main() -> std::process::ExitCode {
             return code.into();
         }
     };
-    logging::init(&cli);
-    match app::run(&cli) {
+    let env = Env::from_process();
+    logging::init(&cli, &env);
+    match app::run(&cli, &env) {
         Ok(code) => code.into(),
         Err(err) => {
             // Printed here, once, whatever the log filter (`-q`,
             // `RUST_LOG=off`): a failed run always says why.
-            logging::print_final_error(&cli, &format!("{err:#}"));
+            logging::print_final_error(&cli, &env, &format!("{err:#}"));
             ExitCode::Failure.into()
         }
     }

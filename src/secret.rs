@@ -11,9 +11,13 @@
 //! line or an error message (GitLab's error text may quote the request),
 //! together with every token-shaped word ([`mask_token_like`]).
 //! [`token_problem`] says whether a token GitLab sent us may be saved.
+//! [`shown`], [`shown_url`] and [`shown_path`] give a value from an
+//! operator's file as a message may quote it: in short form when it might
+//! be a token put under the wrong key.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::path::Path;
 use std::sync::Mutex;
 
 /// Token prefixes GitLab puts in front of the random part (gitlab-api.md §11).
@@ -212,6 +216,86 @@ impl fmt::Debug for Secret {
 impl fmt::Display for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.short())
+    }
+}
+
+/// A URL as it may appear in a message: a value that is not a URL at all
+/// may be a secret put under the wrong key, so only its short form is
+/// shown; user, password, query and fragment (which may carry tokens) are
+/// masked.
+pub fn shown_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if parsed.has_host() => {
+            let user = !parsed.username().is_empty() || parsed.password().is_some();
+            let query = parsed.query().is_some();
+            let fragment = parsed.fragment().is_some();
+            if !(user || query || fragment) {
+                return url.to_string();
+            }
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.set_query(None);
+            parsed.set_fragment(None);
+            let mut text = parsed.to_string();
+            if user && let Some(at) = text.find("://") {
+                text.insert_str(at + 3, "…@");
+            }
+            if query {
+                text.push_str("?…");
+            }
+            if fragment {
+                text.push_str("#…");
+            }
+            text
+        }
+        // Not a URL with a host: show it only if it reads like an address
+        // and carries nothing that may be a credential.
+        _ => {
+            let address_like = url.contains(['.', '/', ':']);
+            let risky = url.contains(['@', '?', '#'])
+                || url.chars().any(char::is_whitespace)
+                || TOKEN_MARKERS.iter().any(|m| url.contains(m));
+            if address_like && !risky {
+                url.to_string()
+            } else {
+                short_form(url)
+            }
+        }
+    }
+}
+
+/// Whether a value quoted in a message might be a token put under the
+/// wrong key: it holds a GitLab token prefix, or it is a long run of
+/// token characters (old registration tokens have no prefix).
+fn looks_like_token(value: &str) -> bool {
+    TOKEN_MARKERS.iter().any(|m| value.contains(m))
+        || (value.len() >= 20
+            && !value.contains(['/', '.'])
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_')))
+}
+
+/// A value as it may appear in a message: one that might be a token shows
+/// in short form only.
+pub fn shown(value: &str) -> String {
+    if looks_like_token(value) {
+        short_form(value)
+    } else {
+        value.to_string()
+    }
+}
+
+/// A `*_file` path as it may appear in a message. A value that looks like
+/// a token rather than a file name (a token put under the `_file` key by
+/// mistake) is shown in its short form only.
+pub fn shown_path(base: &Path, file: &str, path: &Path) -> String {
+    if !looks_like_token(file) {
+        path.display().to_string()
+    } else if Path::new(file).is_absolute() {
+        short_form(file)
+    } else {
+        format!("{}/{}", base.display(), short_form(file))
     }
 }
 

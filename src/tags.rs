@@ -179,7 +179,8 @@ pub struct TagContext {
     pub instance: String,
     pub schema: Option<TagSchema>,
     pub capture: Option<Capture>,
-    /// Environment variables for `env_tags`.
+    /// Environment variables for `env_tags`, and `PATH` for the built-in
+    /// capture ([`crate::env::Env::vars`]).
     pub env: HashMap<String, String>,
     captured: HashMap<String, Map<String, Value>>,
 }
@@ -301,7 +302,7 @@ impl TagContext {
             return Ok(Some(found.clone()));
         }
         let properties = match capture {
-            Capture::Builtin => builtin_capture(executor_type),
+            Capture::Builtin => builtin_capture(executor_type, self.env.get("PATH")),
             Capture::Program(program) => run_capture(program, &self.instance, executor_type)?,
         };
         self.captured
@@ -347,7 +348,7 @@ fn flatten(value: &Value, out: &mut Vec<String>) {
 }
 
 /// os, architecture, and for batch-style executors the scheduler on PATH.
-fn builtin_capture(executor_type: &str) -> Map<String, Value> {
+fn builtin_capture(executor_type: &str, path: Option<&String>) -> Map<String, Value> {
     let mut map = Map::new();
     map.insert("os".into(), Value::String(std::env::consts::OS.into()));
     map.insert(
@@ -357,7 +358,7 @@ fn builtin_capture(executor_type: &str) -> Map<String, Value> {
     if matches!(executor_type, "batch" | "custom") {
         let scheduler = [("bsub", "lsf"), ("salloc", "slurm"), ("cqsub", "cobalt")]
             .iter()
-            .find(|(cmd, _)| on_path(cmd))
+            .find(|(cmd, _)| on_path(cmd, path))
             .map(|(_, name)| *name);
         if let Some(name) = scheduler {
             map.insert("scheduler".into(), Value::String(name.into()));
@@ -366,10 +367,12 @@ fn builtin_capture(executor_type: &str) -> Map<String, Value> {
     map
 }
 
-fn on_path(cmd: &str) -> bool {
+/// Whether `$PATH` (as the run's [`crate::env::Env`] read it) leads to an
+/// executable `cmd`.
+fn on_path(cmd: &str, path: Option<&String>) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|dir| {
+    path.is_some_and(|paths| {
+        std::env::split_paths(paths).any(|dir| {
             std::fs::metadata(dir.join(cmd))
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
@@ -546,5 +549,24 @@ mod tests {
         let mut ctx = TagContext::new("h1", "main", None, Some(Capture::Builtin), HashMap::new());
         let tags = ctx.runner_tags(&executor("shell")).unwrap();
         assert!(tags.contains(&std::env::consts::ARCH.to_string()));
+    }
+
+    /// The scheduler is looked up on the `PATH` the run's environment
+    /// gave (crate::env::Env), not the test process's own.
+    #[test]
+    fn builtin_capture_finds_the_scheduler_on_the_runs_path() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let salloc = dir.path().join("salloc");
+        std::fs::write(&salloc, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&salloc, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = format!("/nonexistent:{}", dir.path().display());
+        let env = HashMap::from([("PATH".to_string(), path)]);
+        let mut ctx = TagContext::new("h1", "main", None, Some(Capture::Builtin), env);
+        let tags = ctx.runner_tags(&executor("batch")).unwrap();
+        assert!(tags.contains(&"slurm".to_string()), "{tags:?}");
+        let mut ctx = TagContext::new("h1", "main", None, Some(Capture::Builtin), HashMap::new());
+        let tags = ctx.runner_tags(&executor("batch")).unwrap();
+        assert!(!tags.contains(&"slurm".to_string()), "{tags:?}");
     }
 }

@@ -1,0 +1,94 @@
+//! Which keys of an executor file the tool reads or writes itself, and how
+//! they must be spelt. gitlab-runner decodes config.toml with
+//! BurntSushi/toml, which matches a key to a field case-insensitively when
+//! no exact match exists (Go's `strings.EqualFold`): a `Token` or
+//! `[runners.docker]` copied through would compete with what the tool
+//! writes, so such spellings are refused here.
+
+use anyhow::Result;
+use toml_edit::Table;
+
+use super::server::SERVER_SETTINGS;
+use super::source::TomlSource;
+
+/// Keys of an executor file that the tool reads besides the server-side
+/// settings ([`SERVER_SETTINGS`]).
+const OWN_KEYS: &[&str] = &["url", "executor", "name", "token", "env_tags", "tags"];
+
+/// Keys the tool writes into each `[[runners]]` itself.
+pub(super) const GENERATED_KEYS: &[&str] =
+    &["id", "token_obtained_at", "token_expires_at", "description"];
+
+/// Keys of an executor file that the tool consumes; never written out.
+pub(super) fn tool_keys() -> impl Iterator<Item = &'static str> {
+    OWN_KEYS
+        .iter()
+        .copied()
+        .chain(SERVER_SETTINGS.iter().map(|s| s.key))
+}
+
+/// A key as gitlab-runner's config decoder compares it when no field
+/// matches exactly: Go's `strings.EqualFold`, which for the ASCII keys
+/// involved here also folds the Kelvin sign into `k` and the long s into `s`.
+pub fn folded_key(key: &str) -> String {
+    key.chars()
+        .map(|c| match c {
+            '\u{212A}' => 'k',
+            '\u{017F}' => 's',
+            c => c.to_ascii_lowercase(),
+        })
+        .collect()
+}
+
+/// The template's top level: no `[[runners]]` in any spelling, and
+/// `client_configs` (removed before writing) only in lower case.
+pub(super) fn check_template_keys(source: &TomlSource, table: &Table) -> Result<()> {
+    for (key, item) in table.iter() {
+        let lower = folded_key(key);
+        if lower == "runners" {
+            return Err(source.error(
+                key,
+                item,
+                "the template must not hold `[[runners]]`: executors live in one file each under the instance directory",
+            ));
+        }
+        if lower == "client_configs" && key != lower {
+            return Err(source.error(
+                key,
+                item,
+                "write `client_configs` in lower case: any other spelling would be copied into config.toml",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// An executor file's top level: the inside of one `[[runners]]` entry,
+/// with the keys the tool reads or writes only in their own spelling.
+pub(super) fn check_executor_keys(source: &TomlSource, table: &Table) -> Result<()> {
+    for (key, item) in table.iter() {
+        let lower = folded_key(key);
+        if lower == "runners" {
+            return Err(source.error(
+                key,
+                item,
+                "an executor file holds the inside of one `[[runners]]` entry: \
+                 write `[docker]`, `[cache]`, … rather than `[runners.docker]`",
+            ));
+        }
+        let reserved = tool_keys()
+            .chain(GENERATED_KEYS.iter().copied())
+            .any(|k| k == lower);
+        if reserved && key != lower {
+            return Err(source.error(
+                key,
+                item,
+                format!(
+                    "differs only in case from `{lower}`, which register-runner reads or writes itself \
+                     (gitlab-runner matches keys case-insensitively): write `{lower}`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,218 @@
+//! Input loading and validation (SPEC §2): the template
+//! `config.template.<instance>.toml` with its `client_configs`, and the
+//! executor files `<instance>/*.toml`.
+//!
+//! Everything here happens before any network traffic. Every file is read
+//! under [`crate::fsutil`]'s rules (regular, capped, owned by root or the
+//! running user and not writable by others); a token must be one word of
+//! printable ASCII, since a PAT travels as an HTTP header. Every problem is
+//! reported with the file, the key and (where the file has one) the line and
+//! column; messages never quote a secret's value. The result is an
+//! [`Inputs`] value that holds only valid state: client configs with their
+//! secrets loaded, executors split into the keys this tool consumes and the
+//! gitlab-runner settings passed through unchanged.
+//!
+//! The parts: `template` (the template and its `client_configs`),
+//! `executor` (one executor file), `server` (the server-side runner
+//! settings, one row each of [`SERVER_SETTINGS`]), `secret_file` (secrets
+//! given literally or in `*_file`s), `keys` (which keys the tool reads or
+//! writes, and their spelling), `source` (a parsed file that names its own
+//! lines) and `toml10` (what gitlab-runner's TOML 1.0 reader cannot read).
+
+mod executor;
+mod keys;
+mod secret_file;
+mod server;
+mod source;
+mod template;
+mod toml10;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use toml_edit::{DocumentMut, Table};
+
+use crate::fsutil;
+use crate::secret::Secret;
+
+pub use keys::folded_key;
+pub use server::{Rule, SERVER_SETTINGS, ServerSetting, ServerSettings, Setting};
+
+/// What the environment contributes to loading (kept explicit for tests).
+#[derive(Debug, Clone)]
+pub struct LoadEnv {
+    pub prefix: PathBuf,
+    pub instance: String,
+    pub hostname: String,
+    /// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`), if set.
+    pub credentials_directory: Option<PathBuf>,
+    /// `--allow-empty`: a missing executor directory counts as empty.
+    pub allow_missing_executor_dir: bool,
+}
+
+/// All validated input of one run.
+#[derive(Debug)]
+pub struct Inputs {
+    pub template: Template,
+    /// In file-name order.
+    pub executors: Vec<Executor>,
+    /// The executor directory was missing or held no executor file.
+    pub executor_dir_empty: bool,
+}
+
+#[derive(Debug)]
+pub struct Template {
+    pub path: PathBuf,
+    /// The template without `client_configs`: gitlab-runner global settings,
+    /// comments and order kept.
+    pub globals: DocumentMut,
+    pub clients: Vec<ClientConfig>,
+}
+
+/// One GitLab instance (`[[client_configs]]`).
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// As written, trailing `/` removed: the key executors choose by.
+    pub url: String,
+    pub personal_access_token: Option<Secret>,
+    pub registration_token: Option<Secret>,
+    pub scope: RunnerScope,
+    /// Extra CA bundle (PEM) for this GitLab, with its path for messages.
+    pub tls_ca: Option<(PathBuf, Vec<u8>)>,
+}
+
+/// Where PAT-created runners live (`runner_type` and its id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunnerScope {
+    Instance,
+    Group(u64),
+    Project(u64),
+}
+
+/// One executor file.
+#[derive(Debug, Clone)]
+pub struct Executor {
+    pub file: PathBuf,
+    /// Normalised (trailing `/` removed); equals a [`ClientConfig::url`].
+    pub url: String,
+    pub executor: String,
+    pub name: String,
+    /// A runner token made in GitLab's UI: verified and used, never created
+    /// or deleted.
+    pub token: Option<Secret>,
+    pub env_tags: Vec<String>,
+    pub tags: Vec<String>,
+    pub server: ServerSettings,
+    /// Every other key: gitlab-runner `[[runners]]` settings, unchanged.
+    pub settings: Table,
+}
+
+pub fn template_path(prefix: &Path, instance: &str) -> PathBuf {
+    prefix.join(format!("config.template.{instance}.toml"))
+}
+
+pub fn output_path(prefix: &Path, instance: &str) -> PathBuf {
+    prefix.join(format!("config.{instance}.toml"))
+}
+
+/// Removes the trailing `/` that executors may or may not write.
+pub fn normalize_url(url: &str) -> String {
+    url.trim_end_matches('/').to_string()
+}
+
+/// Instance names become file names: keep them to a safe alphabet.
+pub fn check_instance_name(instance: &str) -> Result<()> {
+    let ok = !instance.is_empty()
+        && !instance.starts_with('.')
+        && instance
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'));
+    if !ok {
+        bail!(
+            "--service-instance `{instance}`: use letters, digits, `-`, `_`, `.` or `@` (it names files under the prefix)"
+        );
+    }
+    Ok(())
+}
+
+/// Loads and validates the template and all executor files.
+pub fn load(env: &LoadEnv) -> Result<Inputs> {
+    check_instance_name(&env.instance)?;
+    fsutil::check_owner_only_dir(&env.prefix)?;
+    let template = template::load_template(env)?;
+    let dir = env.prefix.join(&env.instance);
+    let files = match executor_files(&dir) {
+        Ok(files) => {
+            fsutil::check_owner_only_dir(&dir)?;
+            files
+        }
+        Err(e) if !dir.exists() && env.allow_missing_executor_dir => {
+            tracing::warn!("{e:#}; --allow-empty: treating it as empty");
+            Vec::new()
+        }
+        Err(e) => return Err(e),
+    };
+    let mut executors = Vec::with_capacity(files.len());
+    let mut names: HashMap<String, PathBuf> = HashMap::new();
+    for file in files {
+        let executor = executor::load_executor(&file, &template, env)?;
+        if let Some(other) = names.get(&executor.name) {
+            bail!(
+                "`{}` and `{}` both name their runner `{}`: give one of them another `name`",
+                other.display(),
+                file.display(),
+                executor.name
+            );
+        }
+        names.insert(executor.name.clone(), file.clone());
+        executors.push(executor);
+    }
+    for client in &template.clients {
+        let needs_credential = executors
+            .iter()
+            .any(|e| e.url == client.url && e.token.is_none());
+        if needs_credential
+            && client.personal_access_token.is_none()
+            && client.registration_token.is_none()
+        {
+            bail!(
+                "`{}`: client_configs entry for `{}` has neither `personal_access_token` nor `registration_token`, \
+                 and not every executor on it has its own `token`",
+                template.path.display(),
+                client.url
+            );
+        }
+    }
+    Ok(Inputs {
+        executor_dir_empty: executors.is_empty(),
+        template,
+        executors,
+    })
+}
+
+/// `<dir>/*.toml` in file-name order (dot files and other names ignored).
+fn executor_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = fs::read_dir(dir).with_context(|| {
+        format!(
+            "cannot read executor directory `{}` (create it, with one .toml file per executor)",
+            dir.display()
+        )
+    })?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.with_context(|| format!("cannot read `{}`", dir.display()))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') || !name.ends_with(".toml") {
+            continue;
+        }
+        files.push(entry.path());
+    }
+    files.sort();
+    Ok(files)
+}
