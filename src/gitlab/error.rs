@@ -103,9 +103,19 @@ pub(super) fn is_certificate_error(e: &(dyn Error + 'static)) -> bool {
 }
 
 /// The rustls errors about a certificate: ours to judge (the peer's chain,
-/// its revocation list, none sent) or the peer's alert about one.
+/// its revocation list, none sent), the peer's alert about one, or the
+/// peer's certificate messages at odds with ours or malformed. The last
+/// are the variants whose text named a certificate when this was a match
+/// on the word (behaviour kept). Not kept from the word match, as
+/// accidents of wording: a handshake message out of order that happens to
+/// be a `Certificate` message, and free text (`General`, `Other`); those
+/// are retried like any other TLS failure, as are the certificate-message
+/// variants whose names never said "certificate" (`BadCertChainExtensions`,
+/// `InvalidCertCompression`, `SelectedUnofferedCertCompression`,
+/// `UnsolicitedCertExtension`).
 fn is_certificate_problem(e: &rustls::Error) -> bool {
     use rustls::AlertDescription as A;
+    use rustls::{InvalidMessage, PeerIncompatible, PeerMisbehaved};
     match e {
         rustls::Error::InvalidCertificate(_)
         | rustls::Error::NoCertificatesPresented
@@ -123,6 +133,20 @@ fn is_certificate_problem(e: &rustls::Error) -> bool {
                 | A::BadCertificateHashValue
                 | A::CertificateRequired
         ),
+        rustls::Error::PeerIncompatible(why) => matches!(
+            why,
+            PeerIncompatible::IncorrectCertificateTypeExtension
+                | PeerIncompatible::NoCertificateRequestSignatureSchemesInCommon
+                | PeerIncompatible::UnsolicitedCertificateTypeExtension
+        ),
+        rustls::Error::InvalidMessage(why) => matches!(
+            why,
+            InvalidMessage::CertificatePayloadTooLarge
+                | InvalidMessage::InvalidCertificateStatusType
+        ),
+        rustls::Error::PeerMisbehaved(why) => {
+            matches!(why, PeerMisbehaved::OfferedDuplicateCertificateCompressions)
+        }
         _ => false,
     }
 }
@@ -212,6 +236,9 @@ mod tests {
         assert!(is_certificate_error(&in_io(rustls::Error::AlertReceived(
             rustls::AlertDescription::BadCertificate
         ))));
+        assert!(is_certificate_error(&in_io(
+            rustls::PeerIncompatible::UnsolicitedCertificateTypeExtension.into()
+        )));
     }
 
     #[test]
