@@ -34,6 +34,16 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// Every failure of the run, in the order they are reported: the
+    /// plan's own, the steps that failed here, the runners left without a
+    /// token on a GitLab that could not be used.
+    pub fn failures_of_run(&self, plan: &Plan) -> Vec<String> {
+        let mut failures = plan.failures();
+        failures.extend(self.failures.iter().cloned());
+        failures.extend(plan.offline_failures());
+        failures
+    }
+
     /// Records new credentials and writes them out at once. On a failed
     /// write the token exists only in memory: the caller must stop.
     fn save_issued(

@@ -3,7 +3,8 @@
 //! the plan's credentials, what apply issued and deleted so far, and the
 //! entries carried over byte for byte), and [`OutputWriter`], which merges
 //! tokens gitlab-runner rotated meanwhile, renders and writes atomically.
-//! The rule it keeps: an entry of the last output is only ever left out
+//! For a dry-run, [`planned_diff`] renders the planned output against the
+//! last one. The rule it keeps: an entry of the last output is only ever left out
 //! when its runner was verified-replaced, deleted by this run, or rejected
 //! by GitLab (the token no longer exists).
 
@@ -122,6 +123,27 @@ pub fn assemble<'a>(
         }
     }
     runners
+}
+
+/// What a dry-run shows of the output: the diff from the last output to
+/// the planned one, secrets masked, and whether the file's bytes would
+/// change at all (decided on the real values: a changed secret setting may
+/// look the same in short form).
+pub fn planned_diff(inputs: &Inputs, plan: &Plan, store: &TokenStore) -> (String, bool) {
+    let runners = assemble(inputs, plan, &Applied::default(), &HashMap::new(), true);
+    let planned = output::render(&inputs.template.globals, &runners, Secrets::Mask);
+    let current = store
+        .text
+        .as_deref()
+        .map(output::mask_secrets)
+        .unwrap_or_default();
+    let mut diff = crate::report::diff(&current, &planned);
+    let planned_real = output::render(&inputs.template.globals, &runners, Secrets::Reveal);
+    let file_changes = store.text.as_deref() != Some(planned_real.as_str());
+    if file_changes && diff.is_empty() {
+        diff = "(only secret values change; they are not shown)\n".to_string();
+    }
+    (diff, file_changes)
 }
 
 /// Rewrites the output with what is known so far (atomically, only when

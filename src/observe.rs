@@ -4,18 +4,18 @@
 //! Only reads happen here (`POST /runners/verify` is a read for our purpose:
 //! it heartbeats and records this host's manager, as gitlab-runner does).
 //! Requests to one GitLab run concurrently, bounded by the client's
-//! in-flight limit; GitLabs are observed concurrently by the caller.
+//! in-flight limit; GitLabs are observed concurrently ([`observe_all`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use crate::config::Executor;
+use crate::config::{Executor, Inputs};
 use crate::gitlab::{ApiError, GitLab, ListedRunner, Verified};
 use crate::plan::{Listing, Observation, VerifyOutcome};
 use crate::secret::Secret;
-use crate::store::HeldRunner;
+use crate::store::{HeldRunner, Instances, TokenStore};
 
 /// Who is asking: this host and instance.
 #[derive(Debug, Clone)]
@@ -48,6 +48,67 @@ pub async fn observe(
             Observation::unreachable(unreachable.to_string(), &system_id, &name_prefix)
         }
     }
+}
+
+/// Observes every client config's GitLab concurrently; `observations[c]`
+/// is what client config `c` answered (a task that failed counts as
+/// unreachable). `runner_tags[i]` are the tags of `inputs.executors[i]`.
+pub async fn observe_all(
+    inputs: &Inputs,
+    runner_tags: &[Vec<String>],
+    store: &TokenStore,
+    instances: &Instances,
+    clients: &[Arc<GitLab>],
+    identity: &Identity,
+) -> Vec<Observation> {
+    let mut tasks = JoinSet::new();
+    for (c, client) in inputs.template.clients.iter().enumerate() {
+        let executors: Vec<_> = inputs
+            .executors
+            .iter()
+            .zip(runner_tags)
+            .filter(|(e, _)| e.url == client.url)
+            .map(|(e, t)| (e.clone(), t.clone()))
+            .collect();
+        let held: Vec<_> = store
+            .runners
+            .iter()
+            .filter(|r| r.url == client.url)
+            .cloned()
+            .collect();
+        let foreign_ids = instances
+            .others
+            .iter()
+            .flat_map(|o| &o.held)
+            .filter(|(url, id, _)| *url == client.url && *id != 0)
+            .map(|(_, id, _)| *id)
+            .collect();
+        let gitlab = clients[c].clone();
+        let identity = identity.clone();
+        tasks.spawn(async move {
+            let observation = observe(gitlab, executors, held, identity, foreign_ids).await;
+            (c, observation)
+        });
+    }
+    let mut observations: Vec<Option<Observation>> = vec![None; inputs.template.clients.len()];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((c, observation)) => observations[c] = Some(observation),
+            Err(e) => tracing::error!("observing a GitLab failed: {e}"),
+        }
+    }
+    observations
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                Observation::unreachable(
+                    "observation failed".into(),
+                    &identity.system_id,
+                    &identity.name_prefix,
+                )
+            })
+        })
+        .collect()
 }
 
 async fn observe_inner(

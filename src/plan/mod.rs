@@ -243,6 +243,83 @@ impl Plan {
     }
 }
 
+impl Plan {
+    /// The GitLabs that could not be used, as `"<url> unreachable"` or
+    /// `"<url> rate limited"`: the run starts on the last config for them.
+    pub fn offline(&self) -> Vec<String> {
+        self.gitlabs
+            .iter()
+            .filter_map(|g| Some(format!("{} {}", g.url, g.offline_kind()?)))
+            .collect()
+    }
+
+    /// What makes a real run fail before anything is applied: the problems
+    /// of each GitLab that could be used.
+    pub fn failures(&self) -> Vec<String> {
+        self.gitlabs
+            .iter()
+            .filter(|g| g.offline.is_none())
+            .flat_map(|g| g.problems.iter().map(move |p| format!("{}: {p}", g.url)))
+            .collect()
+    }
+
+    /// What makes a real run fail on a GitLab that could not be used: a
+    /// runner with no token to start on.
+    pub fn offline_failures(&self) -> Vec<String> {
+        self.gitlabs
+            .iter()
+            .filter(|g| g.offline.is_some())
+            .flat_map(|g| {
+                g.runners
+                    .iter()
+                    .filter(|r| {
+                        matches!(
+                            r.action,
+                            RunnerAction::Hold {
+                                credentials: None,
+                                ..
+                            }
+                        )
+                    })
+                    .map(move |r| {
+                        format!(
+                            "{}: runner `{}` has no token in the last config and GitLab is {}",
+                            g.url,
+                            r.name,
+                            g.offline_kind().unwrap_or("unreachable")
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    /// What makes a dry-run fail: every problem, and any GitLab whose
+    /// answers are missing (a plan made without them is no plan to roll
+    /// out on).
+    pub fn dry_run_problems(&self) -> Vec<String> {
+        let mut problems: Vec<String> = self
+            .gitlabs
+            .iter()
+            .flat_map(|g| g.problems.iter().map(move |p| format!("{}: {p}", g.url)))
+            .collect();
+        problems.extend(self.gitlabs.iter().filter_map(|g| {
+            g.listing_failed
+                .as_ref()
+                .map(|reason| format!("{}: listing this host's runners failed: {reason}", g.url))
+        }));
+        problems.extend(self.gitlabs.iter().filter_map(|g| {
+            g.offline.as_ref().map(|reason| {
+                format!(
+                    "{}: {}: {reason}",
+                    g.url,
+                    g.offline_kind().unwrap_or("unreachable")
+                )
+            })
+        }));
+        problems
+    }
+}
+
 /// Computes the plan. `tags[i]` are the tags of `inputs.executors[i]`;
 /// `observations[c]` is what client config `c` answered.
 pub fn plan(
