@@ -168,9 +168,56 @@ async fn observe_inner(
     // Phase 3: details — of kept runners (drift), and of candidates named
     // like an executor here that no other host uses (a patched server gives
     // a lost token back; the tags tell an unused runner's owner).
+    let ids = detail_ids(
+        gitlab.has_pat(),
+        &executors,
+        &held,
+        &verified,
+        &candidates,
+        &managers,
+        &identity,
+    );
+    let details = details_of(&gitlab, ids).await?;
+
+    // Phase 4: verify tokens a patched server gave back, for runners that
+    // are this host's by `plan::ownership` (a verify registers a manager).
+    let restored = restorable_tokens(
+        &executors,
+        &verified,
+        &candidates,
+        &managers,
+        &details,
+        &identity,
+    );
+    verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
+
+    Ok(Observation {
+        unreachable: None,
+        verified,
+        listing,
+        details,
+        managers,
+        system_id,
+        name_prefix: identity.name_prefix,
+    })
+}
+
+/// Which runners' details the plan needs: kept runners (drift) when a PAT
+/// can read them, and listed candidates named like an executor here that no
+/// other host uses (all of them when other instances share the prefix).
+fn detail_ids(
+    has_pat: bool,
+    executors: &[(Executor, Vec<String>)],
+    held: &[HeldRunner],
+    verified: &HashMap<Secret, VerifyOutcome>,
+    candidates: &[&ListedRunner],
+    managers: &Managers,
+    identity: &Identity,
+) -> Vec<u64> {
+    let system_id = &identity.system_id;
     let valid = |token: &Secret| matches!(verified.get(token), Some(VerifyOutcome::Valid(_)));
     let mut detail_ids: HashSet<u64> = HashSet::new();
-    if gitlab.has_pat() {
+    if has_pat {
         for (executor, _) in executors.iter().filter(|(e, _)| e.token.is_none()) {
             let Some(h) = held
                 .iter()
@@ -187,13 +234,13 @@ async fn observe_inner(
         }
     }
     let not_foreign = |id: u64| match managers.get(&id) {
-        Some(Ok(ids)) => ids.iter().all(|s| *s == system_id),
+        Some(Ok(ids)) => ids.iter().all(|s| s == system_id),
         _ => false,
     };
     // With other instances on the prefix, a candidate's tags tell whether
     // it may be another instance's (`plan::ownership`): read them all.
     let others_here = !identity.other_instances.is_empty();
-    for runner in &candidates {
+    for runner in candidates {
         let named_here = executors
             .iter()
             .any(|(e, _)| runner.description.as_deref() == Some(e.name.as_str()));
@@ -201,17 +248,26 @@ async fn observe_inner(
             detail_ids.insert(runner.id);
         }
     }
-    let details = details_of(&gitlab, detail_ids.into_iter().collect()).await?;
+    detail_ids.into_iter().collect()
+}
 
-    // Phase 4: verify tokens a patched server gave back, for runners that
-    // are this host's by `plan::ownership` (a verify registers a manager).
+/// The tokens a patched server gave back for listed runners that are this
+/// host's by `plan::ownership` and that were not verified yet.
+fn restorable_tokens(
+    executors: &[(Executor, Vec<String>)],
+    verified: &HashMap<Secret, VerifyOutcome>,
+    candidates: &[&ListedRunner],
+    managers: &Managers,
+    details: &Details,
+    identity: &Identity,
+) -> Vec<Secret> {
     let tags_of = |name: &str| {
         executors
             .iter()
             .find(|(e, _)| e.name == name)
             .map(|(_, tags)| tags.as_slice())
     };
-    let restored: Vec<Secret> = candidates
+    candidates
         .iter()
         .filter(|r| {
             crate::plan::ownership(
@@ -219,7 +275,7 @@ async fn observe_inner(
                 managers.get(&r.id),
                 details.get(&r.id),
                 tags_of,
-                &system_id,
+                &identity.system_id,
                 &identity.name_prefix,
                 &crate::plan::Instances {
                     this: &identity.instance,
@@ -238,18 +294,7 @@ async fn observe_inner(
                 .map(|t| t.0.clone())
         })
         .filter(|t| !verified.contains_key(t))
-        .collect();
-    verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
-
-    Ok(Observation {
-        unreachable: None,
-        verified,
-        listing,
-        details,
-        managers,
-        system_id,
-        name_prefix: identity.name_prefix,
-    })
+        .collect()
 }
 
 async fn verify_all(
@@ -281,6 +326,7 @@ async fn verify_all(
 }
 
 type Details = BTreeMap<u64, Result<crate::gitlab::RunnerDetails, String>>;
+type Managers = BTreeMap<u64, Result<Vec<String>, String>>;
 
 async fn details_of(gitlab: &Arc<GitLab>, ids: Vec<u64>) -> Result<Details, ApiError> {
     let mut tasks = JoinSet::new();
