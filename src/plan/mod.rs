@@ -10,6 +10,8 @@
 
 mod credentials;
 mod deletes;
+#[cfg(test)]
+mod model;
 mod ownership;
 mod runner;
 mod settings;

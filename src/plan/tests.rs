@@ -561,16 +561,22 @@ fn only_tokens_the_tool_provably_made_are_rotated() {
 }
 
 #[test]
-fn a_glrt_token_without_a_pat_is_not_rotated() {
+fn without_a_pat_a_held_glrt_token_counts_as_a_ui_runners() {
     let plan = Host::new()
         .no_pat()
         .executor("shell")
         .held_expiring("shell", 1, "glrt-unknownorigin000")
         .valid("glrt-unknownorigin000", 1)
         .plan();
-    // Without a listing, a glrt- token may be a UI runner's: it is neither
-    // rotated nor replaced until a create is possible.
+    // The tool cannot have made it (no PAT to create one with): never
+    // rotated; a runner of the tool's own replaces it, and only this
+    // host's manager of it goes.
     assert!(!runner(&plan, "shell").rotate);
+    assert!(creates(&plan, "shell"));
+    assert_eq!(
+        deletes(&plan),
+        [pair("shell", "manager glrt-unknownorigin000")]
+    );
 }
 
 #[test]
