@@ -7,6 +7,14 @@
 //! credentials to write), created, or cannot be checked now; and per GitLab
 //! the updates, rotations and deletions, each with its reason. Dry-run
 //! prints this value; apply carries it out.
+//!
+//! Per GitLab the plan is a sequence of small steps, each a function of a
+//! [`GitLabContext`] (and of the plan so far): choose the held entry per
+//! name; per executor its credentials (`credentials.rs`), then drift,
+//! rotation and the other-instance rule (`runner.rs`); then the deletes of
+//! unwanted held entries and of listed leftovers, the other instances'
+//! runners spared, the safety cap (`deletes.rs`). Whose a runner is lives
+//! in `ownership.rs`. No step does I/O or reads the clock.
 
 mod credentials;
 mod deletes;
