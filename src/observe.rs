@@ -1,6 +1,11 @@
 //! Observing GitLab (SPEC §4 step 4, the reading half): verify every held
 //! token, list this host's runners, read the details the plan needs.
 //!
+//! It owns what it returns: an [`Observation`] per GitLab, the plan's
+//! input. Before it verifies a token a patched server gave back (a verify
+//! registers a manager) it asks the plan's pure ownership rule
+//! (`plan::ownership`) whether the runner is this host's.
+//!
 //! Only reads happen here (`POST /runners/verify` is a read for our purpose:
 //! it heartbeats and records this host's manager, as gitlab-runner does).
 //! Requests to one GitLab run concurrently, bounded by the client's
@@ -12,10 +17,68 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use crate::config::{Executor, Inputs};
-use crate::gitlab::{ApiError, GitLab, ListedRunner, Verified};
-use crate::plan::{Listing, Observation, VerifyOutcome};
+use crate::gitlab::{ApiError, GitLab, IssuedToken, ListedRunner, RunnerDetails, Verified};
 use crate::secret::Secret;
 use crate::store::{HeldRunner, Instances, TokenStore};
+
+/// What `POST /runners/verify` said of one token.
+#[derive(Debug, Clone)]
+pub enum VerifyOutcome {
+    Valid(IssuedToken),
+    /// 403 (unknown token) or 422 (orphaned).
+    Rejected(u16),
+    /// Any other failure; the token's fate is unknown.
+    Error(String),
+}
+
+/// `GET /runners/all` (or `/runners`) for this host's identifying tags.
+#[derive(Debug, Clone)]
+pub enum Listing {
+    /// No personal access token: nothing can be listed.
+    NoPat,
+    Listed(Vec<ListedRunner>),
+    /// Failed or incomplete: nothing may be deleted on this GitLab.
+    Failed(String),
+}
+
+/// Everything read from one GitLab.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// `Some(reason)`: GitLab could not be reached (after retries).
+    pub unreachable: Option<String>,
+    pub verified: HashMap<Secret, VerifyOutcome>,
+    pub listing: Listing,
+    pub details: BTreeMap<u64, Result<RunnerDetails, String>>,
+    /// System ids of the managers of listed runners that may be deleted
+    /// (`GET /runners/:id/managers`).
+    pub managers: BTreeMap<u64, Result<Vec<String>, String>>,
+    /// This host's system id, as sent with every verify.
+    pub system_id: String,
+    /// `"<hostname> <instance> "`: how this host's default runner names start.
+    pub name_prefix: String,
+}
+
+impl Observation {
+    pub fn unreachable(reason: String, system_id: &str, name_prefix: &str) -> Observation {
+        Observation {
+            unreachable: Some(reason),
+            verified: HashMap::new(),
+            listing: Listing::Failed("GitLab unreachable".into()),
+            details: BTreeMap::new(),
+            managers: BTreeMap::new(),
+            system_id: system_id.to_string(),
+            name_prefix: name_prefix.to_string(),
+        }
+    }
+
+    /// What GitLab issued for this token, if it accepted it.
+    pub fn valid(&self, token: &Secret) -> Option<&IssuedToken> {
+        match self.verified.get(token) {
+            Some(VerifyOutcome::Valid(issued)) => Some(issued),
+            _ => None,
+        }
+    }
+}
 
 /// Who is asking: this host and instance.
 #[derive(Debug, Clone)]

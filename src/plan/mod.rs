@@ -26,75 +26,18 @@ mod settings;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 
 use time::OffsetDateTime;
 
 use crate::config::{Executor, Inputs};
-use crate::gitlab::{IssuedToken, ListedRunner, RunnerAttributes, RunnerDetails};
+use crate::gitlab::{ListedRunner, RunnerAttributes};
 use crate::secret::Secret;
 use crate::store::{self, Credentials, HeldRunner, RawEntry, TokenStore};
 
+pub use crate::observe::{Listing, Observation, VerifyOutcome};
 use credentials::Claimed;
 pub use ownership::{Instances, Neighbours, ownership};
-
-/// What `POST /runners/verify` said of one token.
-#[derive(Debug, Clone)]
-pub enum VerifyOutcome {
-    Valid(IssuedToken),
-    /// 403 (unknown token) or 422 (orphaned).
-    Rejected(u16),
-    /// Any other failure; the token's fate is unknown.
-    Error(String),
-}
-
-/// `GET /runners/all` (or `/runners`) for this host's identifying tags.
-#[derive(Debug, Clone)]
-pub enum Listing {
-    /// No personal access token: nothing can be listed.
-    NoPat,
-    Listed(Vec<ListedRunner>),
-    /// Failed or incomplete: nothing may be deleted on this GitLab.
-    Failed(String),
-}
-
-/// Everything read from one GitLab.
-#[derive(Debug, Clone)]
-pub struct Observation {
-    /// `Some(reason)`: GitLab could not be reached (after retries).
-    pub unreachable: Option<String>,
-    pub verified: HashMap<Secret, VerifyOutcome>,
-    pub listing: Listing,
-    pub details: BTreeMap<u64, Result<RunnerDetails, String>>,
-    /// System ids of the managers of listed runners that may be deleted
-    /// (`GET /runners/:id/managers`).
-    pub managers: BTreeMap<u64, Result<Vec<String>, String>>,
-    /// This host's system id, as sent with every verify.
-    pub system_id: String,
-    /// `"<hostname> <instance> "`: how this host's default runner names start.
-    pub name_prefix: String,
-}
-
-impl Observation {
-    pub fn unreachable(reason: String, system_id: &str, name_prefix: &str) -> Observation {
-        Observation {
-            unreachable: Some(reason),
-            verified: HashMap::new(),
-            listing: Listing::Failed("GitLab unreachable".into()),
-            details: BTreeMap::new(),
-            managers: BTreeMap::new(),
-            system_id: system_id.to_string(),
-            name_prefix: name_prefix.to_string(),
-        }
-    }
-
-    fn valid(&self, token: &Secret) -> Option<&IssuedToken> {
-        match self.verified.get(token) {
-            Some(VerifyOutcome::Valid(issued)) => Some(issued),
-            _ => None,
-        }
-    }
-}
 
 /// The whole plan: one entry per client config, in template order.
 #[derive(Debug, Clone)]

@@ -17,6 +17,7 @@ use super::*;
 use crate::apply::Applied;
 use crate::config::{ClientConfig, RunnerScope, ServerSettings, Template};
 use crate::config_file::assemble;
+use crate::gitlab::{IssuedToken, RunnerDetails};
 use crate::output::{self, Secrets};
 
 const NOW: OffsetDateTime = datetime!(2026-06-01 00:00 UTC);

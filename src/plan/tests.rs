@@ -12,7 +12,7 @@ use toml_edit::DocumentMut;
 
 use super::*;
 use crate::config::{ClientConfig, RunnerScope, ServerSettings, Template};
-use crate::gitlab::SecretField;
+use crate::gitlab::{IssuedToken, RunnerDetails, SecretField};
 use crate::store::{Instances as StoreInstances, OtherInstance};
 
 pub(super) const URL: &str = "https://gitlab.example.com";
