@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::config::{ClientConfig, Inputs, RunnerScope};
 use crate::gitlab::{ApiError, GitLab, IssuedToken, RunnerAttributes, Verified};
-use crate::plan::{DeleteHow, Plan, RunnerAction};
+use crate::plan::{DeleteHow, GitLabPlan, Plan, RunnerAction};
 use crate::store::{Credentials, truncate_to_second};
 
 /// What applying achieved.
@@ -34,6 +34,16 @@ pub struct Applied {
 }
 
 impl Applied {
+    /// Every failure of the run, in the order they are reported: the
+    /// plan's own, the steps that failed here, the runners left without a
+    /// token on a GitLab that could not be used.
+    pub fn failures_of_run(&self, plan: &Plan) -> Vec<String> {
+        let mut failures = plan.failures();
+        failures.extend(self.failures.iter().cloned());
+        failures.extend(plan.offline_failures());
+        failures
+    }
+
     /// Records new credentials and writes them out at once. On a failed
     /// write the token exists only in memory: the caller must stop.
     fn save_issued(
@@ -61,6 +71,8 @@ pub trait Persist {
     fn persist(&mut self, applied: &Applied) -> Result<()>;
 }
 
+/// Carries out the plan, GitLab by GitLab (those that could not be used
+/// are skipped). Stops at once when a new token could not be saved.
 pub async fn apply(
     plan: &Plan,
     inputs: &Inputs,
@@ -73,10 +85,43 @@ pub async fn apply(
         if gitlab_plan.offline.is_some() {
             continue;
         }
-        let client = &inputs.template.clients[gitlab_plan.client];
-        let gitlab = &clients[gitlab_plan.client];
+        let step = Step {
+            plan: gitlab_plan,
+            client: &inputs.template.clients[gitlab_plan.client],
+            gitlab: &clients[gitlab_plan.client],
+            system_id,
+        };
+        if step.create_runners(&mut applied, persist).await == Saved::No {
+            return applied;
+        }
+        step.update_settings(&mut applied).await;
+        if step.rotate_tokens(&mut applied, persist).await == Saved::No {
+            return applied;
+        }
+        step.delete_runners(g, &mut applied).await;
+    }
+    applied
+}
 
-        for runner in &gitlab_plan.runners {
+/// Whether every new token reached the output file.
+#[derive(Debug, PartialEq, Eq)]
+enum Saved {
+    Yes,
+    No,
+}
+
+/// Applying the plan of one GitLab.
+struct Step<'a> {
+    plan: &'a GitLabPlan,
+    client: &'a ClientConfig,
+    gitlab: &'a GitLab,
+    system_id: &'a str,
+}
+
+impl Step<'_> {
+    async fn create_runners(&self, applied: &mut Applied, persist: &mut dyn Persist) -> Saved {
+        let (client, gitlab) = (self.client, self.gitlab);
+        for runner in &self.plan.runners {
             let RunnerAction::Create {
                 attributes, reason, ..
             } = &runner.action
@@ -86,37 +131,19 @@ pub async fn apply(
             tracing::info!(gitlab = %client.url, runner = %runner.name, "creating runner ({reason})");
             match create(gitlab, client, attributes).await {
                 Ok(issued) => {
-                    let mut credentials = credentials_of(issued, 0);
+                    let credentials = credentials_of(issued, 0);
                     tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "created runner");
                     // Saved before anything else: a run killed from here on
                     // leaves the token in the config, not an orphan in GitLab.
                     if !applied.save_issued(&runner.name, credentials.clone(), "created", persist) {
-                        return applied;
+                        return Saved::No;
                     }
-                    // Register this host's manager at once, as `gitlab-runner
-                    // register` does: the runner is then visibly this host's.
-                    match gitlab.verify(&credentials.token, system_id).await {
-                        Ok(Verified::Valid(v)) => {
-                            let expires_at = v.expires_at.or(credentials.expires_at);
-                            if expires_at != credentials.expires_at {
-                                credentials.expires_at = expires_at;
-                                if !applied.save_issued(
-                                    &runner.name,
-                                    credentials,
-                                    "verified",
-                                    persist,
-                                ) {
-                                    return applied;
-                                }
-                            }
-                        }
-                        Ok(Verified::Rejected(status)) => tracing::warn!(
-                            runner = %runner.name,
-                            "a freshly created token was rejected by verify (HTTP {status})"
-                        ),
-                        Err(e) => {
-                            tracing::warn!(runner = %runner.name, "cannot verify the new token: {e}")
-                        }
+                    if self
+                        .register_manager(&runner.name, credentials, applied, persist)
+                        .await
+                        == Saved::No
+                    {
+                        return Saved::No;
                     }
                 }
                 Err(e) => applied.failures.push(format!(
@@ -126,13 +153,47 @@ pub async fn apply(
                 )),
             }
         }
+        Saved::Yes
+    }
 
-        for runner in &gitlab_plan.runners {
+    /// Registers this host's manager of a new runner at once, as
+    /// `gitlab-runner register` does: the runner is then visibly this
+    /// host's. An expiry the verify tells is saved too.
+    async fn register_manager(
+        &self,
+        name: &str,
+        mut credentials: Credentials,
+        applied: &mut Applied,
+        persist: &mut dyn Persist,
+    ) -> Saved {
+        match self.gitlab.verify(&credentials.token, self.system_id).await {
+            Ok(Verified::Valid(v)) => {
+                let expires_at = v.expires_at.or(credentials.expires_at);
+                if expires_at != credentials.expires_at {
+                    credentials.expires_at = expires_at;
+                    if !applied.save_issued(name, credentials, "verified", persist) {
+                        return Saved::No;
+                    }
+                }
+            }
+            Ok(Verified::Rejected(status)) => tracing::warn!(
+                runner = %name,
+                "a freshly created token was rejected by verify (HTTP {status})"
+            ),
+            Err(e) => {
+                tracing::warn!(runner = %name, "cannot verify the new token: {e}")
+            }
+        }
+        Saved::Yes
+    }
+
+    async fn update_settings(&self, applied: &mut Applied) {
+        for runner in &self.plan.runners {
             let Some(update) = &runner.update else {
                 continue;
             };
-            tracing::info!(gitlab = %client.url, runner = %runner.name, id = update.id, "updating runner: {}", update.reason);
-            match gitlab.update_runner(update.id, &update.changes).await {
+            tracing::info!(gitlab = %self.client.url, runner = %runner.name, id = update.id, "updating runner: {}", update.reason);
+            match self.gitlab.update_runner(update.id, &update.changes).await {
                 Ok(()) => applied.updated += 1,
                 Err(e) => applied.warnings.push(format!(
                     "runner `{}`: cannot update its settings: {e}",
@@ -140,20 +201,26 @@ pub async fn apply(
                 )),
             }
         }
+    }
 
-        for runner in &gitlab_plan.runners {
+    async fn rotate_tokens(&self, applied: &mut Applied, persist: &mut dyn Persist) -> Saved {
+        for runner in &self.plan.runners {
             let RunnerAction::Keep { credentials, .. } = &runner.action else {
                 continue;
             };
             if !runner.rotate {
                 continue;
             }
-            tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "rotating token in the last quarter of its life");
-            match gitlab.reset_token(&credentials.token, system_id).await {
+            tracing::info!(gitlab = %self.client.url, runner = %runner.name, id = credentials.id, "rotating token in the last quarter of its life");
+            match self
+                .gitlab
+                .reset_token(&credentials.token, self.system_id)
+                .await
+            {
                 Ok(issued) => {
                     let rotated = credentials_of(issued, credentials.id);
                     if !applied.save_issued(&runner.name, rotated, "token rotated", persist) {
-                        return applied;
+                        return Saved::No;
                     }
                 }
                 Err(e) => applied.failures.push(format!(
@@ -162,8 +229,14 @@ pub async fn apply(
                 )),
             }
         }
+        Saved::Yes
+    }
 
-        for (d, delete) in gitlab_plan.deletes.iter().enumerate() {
+    /// The deletes of GitLab `g`; one waiting for its replacement is
+    /// skipped when that could not be created (it stays in use).
+    async fn delete_runners(&self, g: usize, applied: &mut Applied) {
+        let (client, gitlab) = (self.client, self.gitlab);
+        for (d, delete) in self.plan.deletes.iter().enumerate() {
             let id = delete.id.map(|id| format!(" #{id}")).unwrap_or_default();
             if let Some(replacement) = &delete.after_create
                 && !applied.issued.contains_key(replacement)
@@ -179,7 +252,7 @@ pub async fn apply(
             let result = match &delete.how {
                 DeleteHow::ById(id) => gitlab.delete_runner_by_id(*id).await,
                 DeleteHow::ByToken(token) => gitlab.delete_runner_by_token(token).await,
-                DeleteHow::Manager(token) => gitlab.delete_manager(token, system_id).await,
+                DeleteHow::Manager(token) => gitlab.delete_manager(token, self.system_id).await,
             };
             match result {
                 Ok(()) => {
@@ -192,7 +265,6 @@ pub async fn apply(
             }
         }
     }
-    applied
 }
 
 async fn create(

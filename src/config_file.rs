@@ -3,7 +3,8 @@
 //! the plan's credentials, what apply issued and deleted so far, and the
 //! entries carried over byte for byte), and [`OutputWriter`], which merges
 //! tokens gitlab-runner rotated meanwhile, renders and writes atomically.
-//! The rule it keeps: an entry of the last output is only ever left out
+//! For a dry-run, [`planned_diff`] renders the planned output against the
+//! last one. The rule it keeps: an entry of the last output is only ever left out
 //! when its runner was verified-replaced, deleted by this run, or rejected
 //! by GitLab (the token no longer exists).
 
@@ -122,6 +123,27 @@ pub fn assemble<'a>(
         }
     }
     runners
+}
+
+/// What a dry-run shows of the output: the diff from the last output to
+/// the planned one, secrets masked, and whether the file's bytes would
+/// change at all (decided on the real values: a changed secret setting may
+/// look the same in short form).
+pub fn planned_diff(inputs: &Inputs, plan: &Plan, store: &TokenStore) -> (String, bool) {
+    let runners = assemble(inputs, plan, &Applied::default(), &HashMap::new(), true);
+    let planned = output::render(&inputs.template.globals, &runners, Secrets::Mask);
+    let current = store
+        .text
+        .as_deref()
+        .map(output::mask_secrets)
+        .unwrap_or_default();
+    let mut diff = crate::report::diff(&current, &planned);
+    let planned_real = output::render(&inputs.template.globals, &runners, Secrets::Reveal);
+    let file_changes = store.text.as_deref() != Some(planned_real.as_str());
+    if file_changes && diff.is_empty() {
+        diff = "(only secret values change; they are not shown)\n".to_string();
+    }
+    (diff, file_changes)
 }
 
 /// Rewrites the output with what is known so far (atomically, only when
@@ -386,95 +408,9 @@ mod tests {
             Own::SameAsHeld if case.held != Held::None => Some(token_of(case.held, 1)),
             Own::SameAsHeld | Own::Other => Some("glrt-ownfile000000000000".to_string()),
         };
-        let executor = Executor {
-            file: PathBuf::from("/etc/gitlab-runner/main/shell.toml"),
-            url: URL.into(),
-            executor: "shell".into(),
-            name: "shell".into(),
-            token: own_token.clone().map(Secret::new),
-            env_tags: vec![],
-            tags: vec![],
-            server: ServerSettings::default(),
-            settings: toml_edit::Table::new(),
-        };
-        let pat = case.listing != List::NoPat;
-        let inputs = Inputs {
-            template: Template {
-                path: PathBuf::from("/etc/gitlab-runner/config.template.main.toml"),
-                globals: DocumentMut::new(),
-                clients: vec![ClientConfig {
-                    url: URL.into(),
-                    personal_access_token: pat.then(|| Secret::new("glpat-0000000000000000")),
-                    registration_token: (!pat).then(|| Secret::new("GR1348941registration")),
-                    scope: RunnerScope::Instance,
-                    tls_ca: None,
-                }],
-            },
-            executors: vec![executor],
-            executor_dir_empty: false,
-        };
-
-        let mut text = String::new();
-        let mut verified = HashMap::new();
-        let mut listed = Vec::new();
-        let mut held_tokens = Vec::new();
-        if case.held != Held::None {
-            let token = token_of(case.held, 1);
-            text.push_str(&entry("shell", 1, &token));
-            verified.insert(Secret::new(&token), outcome(case.held_answer, 1, &token));
-            if case.held == Held::ToolMade {
-                listed.push(ListedRunner {
-                    id: 1,
-                    description: Some("shell".into()),
-                });
-            }
-            held_tokens.push((token, 1u64, true));
-        }
-        if let Some((kind, answer)) = case.stale {
-            let token = token_of(kind, 2);
-            text.push_str(&entry("gone", 2, &token));
-            verified.insert(Secret::new(&token), outcome(answer, 2, &token));
-            if kind == Held::ToolMade {
-                listed.push(ListedRunner {
-                    id: 2,
-                    description: Some("gone".into()),
-                });
-            }
-            held_tokens.push((token, 2, false));
-        }
-        if let Some(own) = &own_token
-            && !verified.contains_key(&Secret::new(own))
-        {
-            verified.insert(Secret::new(own), outcome(case.own_answer, 3, own));
-        }
-        let store = TokenStore::from_text(
-            Path::new("/etc/gitlab-runner/config.main.toml"),
-            (!text.is_empty()).then_some(text),
-            Some(0o600),
-            now,
-        )
-        .expect("the test's own store parses");
-        let observation = if case.unreachable {
-            Observation::unreachable("connection refused".into(), SYSTEM_ID, "node01 main ")
-        } else {
-            let managers = listed
-                .iter()
-                .map(|r| (r.id, Ok(vec![SYSTEM_ID.to_string()])))
-                .collect::<BTreeMap<_, _>>();
-            Observation {
-                unreachable: None,
-                verified,
-                listing: match case.listing {
-                    List::NoPat => Listing::NoPat,
-                    List::Listed => Listing::Listed(listed),
-                    List::Failed => Listing::Failed("HTTP 500".into()),
-                },
-                details: BTreeMap::new(),
-                managers,
-                system_id: SYSTEM_ID.into(),
-                name_prefix: "node01 main ".into(),
-            }
-        };
+        let inputs = inputs_of(case, own_token.as_deref());
+        let (store, observation, held_tokens) =
+            store_and_observation(case, own_token.as_deref(), now);
         let tags = vec![vec!["node01".to_string(), "managed".into(), "main".into()]];
         let instances = crate::store::Instances {
             this: "main".into(),
@@ -490,38 +426,7 @@ mod tests {
             false,
         );
 
-        // Apply, as a model: creates and deletes succeed or fail as the case says.
-        let mut applied = Applied::default();
-        let mut new_tokens = HashSet::new();
-        for (g, gitlab) in plan.gitlabs.iter().enumerate() {
-            if gitlab.offline.is_some() {
-                continue;
-            }
-            for r in &gitlab.runners {
-                if matches!(r.action, RunnerAction::Create { .. }) && case.create_ok {
-                    let token = format!("glrt-new-{}", r.name);
-                    new_tokens.insert(token.clone());
-                    applied.issued.insert(
-                        r.name.clone(),
-                        Credentials {
-                            id: 9,
-                            token: Secret::new(token),
-                            obtained_at: now,
-                            expires_at: None,
-                        },
-                    );
-                }
-            }
-            for (d, delete) in gitlab.deletes.iter().enumerate() {
-                let waits = delete
-                    .after_create
-                    .as_ref()
-                    .is_some_and(|n| !applied.issued.contains_key(n));
-                if case.delete_ok && !waits {
-                    applied.deleted.insert((g, d));
-                }
-            }
-        }
+        let (applied, new_tokens) = apply_model(case, &plan, now);
         let runners = assemble(&inputs, &plan, &applied, &HashMap::new(), false);
         let written: HashSet<String> = runners
             .iter()
@@ -555,6 +460,18 @@ mod tests {
         let replaced = written
             .iter()
             .any(|t| new_tokens.contains(t) || Some(t) == own_token.as_ref());
+        unaccounted(case, held_tokens, &written, &deleted, replaced)
+    }
+
+    /// The held tokens (token, id, wanted) that are neither in the output,
+    /// nor deleted here, nor replaced, nor gone in GitLab.
+    fn unaccounted(
+        case: &Case,
+        held_tokens: Vec<(String, u64, bool)>,
+        written: &HashSet<String>,
+        deleted: &[&DeleteHow],
+        replaced: bool,
+    ) -> Vec<String> {
         held_tokens
             .into_iter()
             .filter(|(token, id, wanted)| {
@@ -574,6 +491,144 @@ mod tests {
             })
             .map(|(token, _, _)| token)
             .collect()
+    }
+
+    fn inputs_of(case: &Case, own_token: Option<&str>) -> Inputs {
+        let executor = Executor {
+            file: PathBuf::from("/etc/gitlab-runner/main/shell.toml"),
+            url: URL.into(),
+            executor: "shell".into(),
+            name: "shell".into(),
+            token: own_token.map(Secret::new),
+            env_tags: vec![],
+            tags: vec![],
+            server: ServerSettings::default(),
+            settings: toml_edit::Table::new(),
+        };
+        let pat = case.listing != List::NoPat;
+        Inputs {
+            template: Template {
+                path: PathBuf::from("/etc/gitlab-runner/config.template.main.toml"),
+                globals: DocumentMut::new(),
+                clients: vec![ClientConfig {
+                    url: URL.into(),
+                    personal_access_token: pat.then(|| Secret::new("glpat-0000000000000000")),
+                    registration_token: (!pat).then(|| Secret::new("GR1348941registration")),
+                    scope: RunnerScope::Instance,
+                    tls_ca: None,
+                }],
+            },
+            executors: vec![executor],
+            executor_dir_empty: false,
+        }
+    }
+
+    /// The last output and GitLab's answers of the case, with the held
+    /// tokens as (token, id, wanted by an executor).
+    fn store_and_observation(
+        case: &Case,
+        own_token: Option<&str>,
+        now: OffsetDateTime,
+    ) -> (TokenStore, Observation, Vec<(String, u64, bool)>) {
+        let mut text = String::new();
+        let mut verified = HashMap::new();
+        let mut listed = Vec::new();
+        let mut held_tokens = Vec::new();
+        if case.held != Held::None {
+            let token = token_of(case.held, 1);
+            text.push_str(&entry("shell", 1, &token));
+            verified.insert(Secret::new(&token), outcome(case.held_answer, 1, &token));
+            if case.held == Held::ToolMade {
+                listed.push(ListedRunner {
+                    id: 1,
+                    description: Some("shell".into()),
+                });
+            }
+            held_tokens.push((token, 1u64, true));
+        }
+        if let Some((kind, answer)) = case.stale {
+            let token = token_of(kind, 2);
+            text.push_str(&entry("gone", 2, &token));
+            verified.insert(Secret::new(&token), outcome(answer, 2, &token));
+            if kind == Held::ToolMade {
+                listed.push(ListedRunner {
+                    id: 2,
+                    description: Some("gone".into()),
+                });
+            }
+            held_tokens.push((token, 2, false));
+        }
+        if let Some(own) = own_token
+            && !verified.contains_key(&Secret::new(own))
+        {
+            verified.insert(Secret::new(own), outcome(case.own_answer, 3, own));
+        }
+        let store = TokenStore::from_text(
+            Path::new("/etc/gitlab-runner/config.main.toml"),
+            (!text.is_empty()).then_some(text),
+            Some(0o600),
+            now,
+        )
+        .expect("the test's own store parses");
+        let observation = if case.unreachable {
+            Observation::unreachable("connection refused".into(), SYSTEM_ID, "node01 main ")
+        } else {
+            let managers = listed
+                .iter()
+                .map(|r| (r.id, Ok(vec![SYSTEM_ID.to_string()])))
+                .collect::<BTreeMap<_, _>>();
+            Observation {
+                unreachable: None,
+                verified,
+                listing: match case.listing {
+                    List::NoPat => Listing::NoPat,
+                    List::Listed => Listing::Listed(listed),
+                    List::Failed => Listing::Failed("HTTP 500".into()),
+                },
+                details: BTreeMap::new(),
+                managers,
+                system_id: SYSTEM_ID.into(),
+                name_prefix: "node01 main ".into(),
+            }
+        };
+        (store, observation, held_tokens)
+    }
+
+    /// Apply, as a model: creates and deletes succeed or fail as the case
+    /// says. Returns what was applied and the tokens of created runners.
+    fn apply_model(case: &Case, plan: &Plan, now: OffsetDateTime) -> (Applied, HashSet<String>) {
+        let mut applied = Applied::default();
+        let mut new_tokens = HashSet::new();
+        for (g, gitlab) in plan.gitlabs.iter().enumerate() {
+            if gitlab.offline.is_some() {
+                continue;
+            }
+            for r in &gitlab.runners {
+                if matches!(r.action, RunnerAction::Create { .. }) && case.create_ok {
+                    let token = format!("glrt-new-{}", r.name);
+                    new_tokens.insert(token.clone());
+                    applied.issued.insert(
+                        r.name.clone(),
+                        Credentials {
+                            id: 9,
+                            token: Secret::new(token),
+                            obtained_at: now,
+                            expires_at: None,
+                        },
+                    );
+                }
+            }
+            for (d, delete) in gitlab.deletes.iter().enumerate() {
+                let waits = delete
+                    .after_create
+                    .as_ref()
+                    .is_some_and(|n| !applied.issued.contains_key(n));
+                if case.delete_ok && !waits {
+                    applied.deleted.insert((g, d));
+                }
+            }
+        }
+        (applied, new_tokens)
     }
 
     proptest! {

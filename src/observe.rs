@@ -1,21 +1,84 @@
 //! Observing GitLab (SPEC §4 step 4, the reading half): verify every held
 //! token, list this host's runners, read the details the plan needs.
 //!
+//! It owns what it returns: an [`Observation`] per GitLab, the plan's
+//! input. Before it verifies a token a patched server gave back (a verify
+//! registers a manager) it asks the plan's pure ownership rule
+//! (`plan::ownership`) whether the runner is this host's.
+//!
 //! Only reads happen here (`POST /runners/verify` is a read for our purpose:
 //! it heartbeats and records this host's manager, as gitlab-runner does).
 //! Requests to one GitLab run concurrently, bounded by the client's
-//! in-flight limit; GitLabs are observed concurrently by the caller.
+//! in-flight limit; GitLabs are observed concurrently ([`observe_all`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use crate::config::Executor;
-use crate::gitlab::{ApiError, GitLab, ListedRunner, Verified};
-use crate::plan::{Listing, Observation, VerifyOutcome};
+use crate::config::{Executor, Inputs};
+use crate::gitlab::{ApiError, GitLab, IssuedToken, ListedRunner, RunnerDetails, Verified};
 use crate::secret::Secret;
-use crate::store::HeldRunner;
+use crate::store::{HeldRunner, Instances, TokenStore};
+
+/// What `POST /runners/verify` said of one token.
+#[derive(Debug, Clone)]
+pub enum VerifyOutcome {
+    Valid(IssuedToken),
+    /// 403 (unknown token) or 422 (orphaned).
+    Rejected(u16),
+    /// Any other failure; the token's fate is unknown.
+    Error(String),
+}
+
+/// `GET /runners/all` (or `/runners`) for this host's identifying tags.
+#[derive(Debug, Clone)]
+pub enum Listing {
+    /// No personal access token: nothing can be listed.
+    NoPat,
+    Listed(Vec<ListedRunner>),
+    /// Failed or incomplete: nothing may be deleted on this GitLab.
+    Failed(String),
+}
+
+/// Everything read from one GitLab.
+#[derive(Debug, Clone)]
+pub struct Observation {
+    /// `Some(reason)`: GitLab could not be reached (after retries).
+    pub unreachable: Option<String>,
+    pub verified: HashMap<Secret, VerifyOutcome>,
+    pub listing: Listing,
+    pub details: BTreeMap<u64, Result<RunnerDetails, String>>,
+    /// System ids of the managers of listed runners that may be deleted
+    /// (`GET /runners/:id/managers`).
+    pub managers: BTreeMap<u64, Result<Vec<String>, String>>,
+    /// This host's system id, as sent with every verify.
+    pub system_id: String,
+    /// `"<hostname> <instance> "`: how this host's default runner names start.
+    pub name_prefix: String,
+}
+
+impl Observation {
+    pub fn unreachable(reason: String, system_id: &str, name_prefix: &str) -> Observation {
+        Observation {
+            unreachable: Some(reason),
+            verified: HashMap::new(),
+            listing: Listing::Failed("GitLab unreachable".into()),
+            details: BTreeMap::new(),
+            managers: BTreeMap::new(),
+            system_id: system_id.to_string(),
+            name_prefix: name_prefix.to_string(),
+        }
+    }
+
+    /// What GitLab issued for this token, if it accepted it.
+    pub fn valid(&self, token: &Secret) -> Option<&IssuedToken> {
+        match self.verified.get(token) {
+            Some(VerifyOutcome::Valid(issued)) => Some(issued),
+            _ => None,
+        }
+    }
+}
 
 /// Who is asking: this host and instance.
 #[derive(Debug, Clone)]
@@ -48,6 +111,67 @@ pub async fn observe(
             Observation::unreachable(unreachable.to_string(), &system_id, &name_prefix)
         }
     }
+}
+
+/// Observes every client config's GitLab concurrently; `observations[c]`
+/// is what client config `c` answered (a task that failed counts as
+/// unreachable). `runner_tags[i]` are the tags of `inputs.executors[i]`.
+pub async fn observe_all(
+    inputs: &Inputs,
+    runner_tags: &[Vec<String>],
+    store: &TokenStore,
+    instances: &Instances,
+    clients: &[Arc<GitLab>],
+    identity: &Identity,
+) -> Vec<Observation> {
+    let mut tasks = JoinSet::new();
+    for (c, client) in inputs.template.clients.iter().enumerate() {
+        let executors: Vec<_> = inputs
+            .executors
+            .iter()
+            .zip(runner_tags)
+            .filter(|(e, _)| e.url == client.url)
+            .map(|(e, t)| (e.clone(), t.clone()))
+            .collect();
+        let held: Vec<_> = store
+            .runners
+            .iter()
+            .filter(|r| r.url == client.url)
+            .cloned()
+            .collect();
+        let foreign_ids = instances
+            .others
+            .iter()
+            .flat_map(|o| &o.held)
+            .filter(|(url, id, _)| *url == client.url && *id != 0)
+            .map(|(_, id, _)| *id)
+            .collect();
+        let gitlab = clients[c].clone();
+        let identity = identity.clone();
+        tasks.spawn(async move {
+            let observation = observe(gitlab, executors, held, identity, foreign_ids).await;
+            (c, observation)
+        });
+    }
+    let mut observations: Vec<Option<Observation>> = vec![None; inputs.template.clients.len()];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((c, observation)) => observations[c] = Some(observation),
+            Err(e) => tracing::error!("observing a GitLab failed: {e}"),
+        }
+    }
+    observations
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or_else(|| {
+                Observation::unreachable(
+                    "observation failed".into(),
+                    &identity.system_id,
+                    &identity.name_prefix,
+                )
+            })
+        })
+        .collect()
 }
 
 async fn observe_inner(
@@ -107,9 +231,56 @@ async fn observe_inner(
     // Phase 3: details — of kept runners (drift), and of candidates named
     // like an executor here that no other host uses (a patched server gives
     // a lost token back; the tags tell an unused runner's owner).
+    let ids = detail_ids(
+        gitlab.has_pat(),
+        &executors,
+        &held,
+        &verified,
+        &candidates,
+        &managers,
+        &identity,
+    );
+    let details = details_of(&gitlab, ids).await?;
+
+    // Phase 4: verify tokens a patched server gave back, for runners that
+    // are this host's by `plan::ownership` (a verify registers a manager).
+    let restored = restorable_tokens(
+        &executors,
+        &verified,
+        &candidates,
+        &managers,
+        &details,
+        &identity,
+    );
+    verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
+
+    Ok(Observation {
+        unreachable: None,
+        verified,
+        listing,
+        details,
+        managers,
+        system_id,
+        name_prefix: identity.name_prefix,
+    })
+}
+
+/// Which runners' details the plan needs: kept runners (drift) when a PAT
+/// can read them, and listed candidates named like an executor here that no
+/// other host uses (all of them when other instances share the prefix).
+fn detail_ids(
+    has_pat: bool,
+    executors: &[(Executor, Vec<String>)],
+    held: &[HeldRunner],
+    verified: &HashMap<Secret, VerifyOutcome>,
+    candidates: &[&ListedRunner],
+    managers: &Managers,
+    identity: &Identity,
+) -> Vec<u64> {
+    let system_id = &identity.system_id;
     let valid = |token: &Secret| matches!(verified.get(token), Some(VerifyOutcome::Valid(_)));
     let mut detail_ids: HashSet<u64> = HashSet::new();
-    if gitlab.has_pat() {
+    if has_pat {
         for (executor, _) in executors.iter().filter(|(e, _)| e.token.is_none()) {
             let Some(h) = held
                 .iter()
@@ -126,13 +297,13 @@ async fn observe_inner(
         }
     }
     let not_foreign = |id: u64| match managers.get(&id) {
-        Some(Ok(ids)) => ids.iter().all(|s| *s == system_id),
+        Some(Ok(ids)) => ids.iter().all(|s| s == system_id),
         _ => false,
     };
     // With other instances on the prefix, a candidate's tags tell whether
     // it may be another instance's (`plan::ownership`): read them all.
     let others_here = !identity.other_instances.is_empty();
-    for runner in &candidates {
+    for runner in candidates {
         let named_here = executors
             .iter()
             .any(|(e, _)| runner.description.as_deref() == Some(e.name.as_str()));
@@ -140,17 +311,26 @@ async fn observe_inner(
             detail_ids.insert(runner.id);
         }
     }
-    let details = details_of(&gitlab, detail_ids.into_iter().collect()).await?;
+    detail_ids.into_iter().collect()
+}
 
-    // Phase 4: verify tokens a patched server gave back, for runners that
-    // are this host's by `plan::ownership` (a verify registers a manager).
+/// The tokens a patched server gave back for listed runners that are this
+/// host's by `plan::ownership` and that were not verified yet.
+fn restorable_tokens(
+    executors: &[(Executor, Vec<String>)],
+    verified: &HashMap<Secret, VerifyOutcome>,
+    candidates: &[&ListedRunner],
+    managers: &Managers,
+    details: &Details,
+    identity: &Identity,
+) -> Vec<Secret> {
     let tags_of = |name: &str| {
         executors
             .iter()
             .find(|(e, _)| e.name == name)
             .map(|(_, tags)| tags.as_slice())
     };
-    let restored: Vec<Secret> = candidates
+    candidates
         .iter()
         .filter(|r| {
             crate::plan::ownership(
@@ -158,7 +338,7 @@ async fn observe_inner(
                 managers.get(&r.id),
                 details.get(&r.id),
                 tags_of,
-                &system_id,
+                &identity.system_id,
                 &identity.name_prefix,
                 &crate::plan::Instances {
                     this: &identity.instance,
@@ -177,18 +357,7 @@ async fn observe_inner(
                 .map(|t| t.0.clone())
         })
         .filter(|t| !verified.contains_key(t))
-        .collect();
-    verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
-
-    Ok(Observation {
-        unreachable: None,
-        verified,
-        listing,
-        details,
-        managers,
-        system_id,
-        name_prefix: identity.name_prefix,
-    })
+        .collect()
 }
 
 async fn verify_all(
@@ -220,6 +389,7 @@ async fn verify_all(
 }
 
 type Details = BTreeMap<u64, Result<crate::gitlab::RunnerDetails, String>>;
+type Managers = BTreeMap<u64, Result<Vec<String>, String>>;
 
 async fn details_of(gitlab: &Arc<GitLab>, ids: Vec<u64>) -> Result<Details, ApiError> {
     let mut tasks = JoinSet::new();

@@ -11,7 +11,8 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::plan::{DeleteHow, Plan, RunnerAction};
+use crate::apply::Applied;
+use crate::plan::{DeleteHow, Plan, RunnerAction, RunnerPlan};
 
 /// One line of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,4 +202,53 @@ pub fn json(plan: &Plan, diff: &str, changes: bool) -> Value {
         })
         .collect();
     json!({"changes": changes, "gitlabs": gitlabs, "diff": diff})
+}
+
+/// Logs what the plan found worth a warning: entries of a url no client
+/// config names, GitLabs that could not be used, each GitLab's warnings.
+pub fn log_warnings(plan: &Plan) {
+    for (name, url, _) in &plan.unknown_gitlab {
+        tracing::warn!(
+            "runner `{name}` in the last config is on `{url}`, which client_configs no longer names: \
+             its entry is kept so that its token is not lost; delete the runner in GitLab and the entry by hand, \
+             or put the url back"
+        );
+    }
+    for g in &plan.gitlabs {
+        if let (Some(reason), Some(kind)) = (&g.offline, g.offline_kind()) {
+            tracing::warn!(gitlab = %g.url, "GitLab is {kind}: {reason}");
+        }
+        for warning in &g.warnings {
+            tracing::warn!(gitlab = %g.url, "{warning}");
+        }
+    }
+}
+
+/// The counts of the final summary line, for people and for monitoring:
+/// `created=1 updated=0 rotated=0 deleted=2 kept=5 held=0 failed=0 warnings=1`.
+pub fn summary(plan: &Plan, applied: &Applied, failed: usize, warnings: usize) -> String {
+    let runners = || plan.gitlabs.iter().flat_map(|g| &g.runners);
+    let issued = |r: &&RunnerPlan| applied.issued.contains_key(&r.name);
+    let created = runners()
+        .filter(|r| matches!(r.action, RunnerAction::Create { .. }))
+        .filter(issued)
+        .count();
+    let rotated = runners().filter(|r| r.rotate).filter(issued).count();
+    let kept = runners()
+        .filter(|r| matches!(r.action, RunnerAction::Keep { .. }))
+        .count();
+    let held = runners()
+        .filter(|r| matches!(r.action, RunnerAction::Hold { .. }))
+        .count()
+        + plan
+            .gitlabs
+            .iter()
+            .map(|g| g.carry_over.len())
+            .sum::<usize>()
+        + plan.unknown_gitlab.len();
+    format!(
+        "created={created} updated={} rotated={rotated} deleted={} kept={kept} held={held} failed={failed} warnings={warnings}",
+        applied.updated,
+        applied.deleted.len()
+    )
 }

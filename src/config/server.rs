@@ -131,6 +131,19 @@ impl ServerSettings {
         Ok(ServerSettings(values))
     }
 
+    /// Sets one setting, kept in table order (fixtures build executors
+    /// this way). Panics on a key that is not a row of [`SERVER_SETTINGS`].
+    pub fn set(&mut self, key: &str, value: Setting) {
+        let row = SERVER_SETTINGS
+            .iter()
+            .position(|s| s.key == key)
+            .unwrap_or_else(|| panic!("`{key}` is not a server setting"));
+        self.0.retain(|(s, _)| s.key != key);
+        self.0.push((&SERVER_SETTINGS[row], value));
+        self.0
+            .sort_by_key(|(s, _)| SERVER_SETTINGS.iter().position(|r| r.key == s.key));
+    }
+
     /// The value of a setting, if the file gave one or it has a default.
     pub fn get(&self, key: &str) -> Option<&Setting> {
         self.0.iter().find(|(s, _)| s.key == key).map(|(_, v)| v)
