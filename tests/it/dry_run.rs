@@ -262,16 +262,12 @@ fn comments_keep_their_place_and_never_leak_a_token() {
 
 #[test]
 fn a_pending_rotation_shows_in_the_plan_and_the_diff() {
-    let sim = Sim::start_with(gitlab_sim::SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
+    let sim = sim_issuing_due_tokens();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
     host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let runner = sim.runners()[0].clone();
-    wait_into_last_quarter_of_a_4s_token();
     sim.clear_requests();
 
     let dry = host.run(&["--dry-run"]);

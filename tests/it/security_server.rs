@@ -267,14 +267,10 @@ fn registered_reset_verified_and_restored_tokens_are_checked_too() {
     assert!(!host.config_path().exists() || !host.config().contains("glrtr-"));
 
     // POST /runners/reset_authentication_token (rotation).
-    let sim = Sim::start_with(SimOptions {
-        token_lifetime: Some(Duration::from_secs(4)),
-        ..Default::default()
-    });
+    let sim = sim_issuing_due_tokens();
     let host = pat_host(&sim);
     assert_eq!(host.run(&[]).code, 0);
     let before = host.config();
-    wait_into_last_quarter_of_a_4s_token();
     bad_token(
         &sim,
         "POST",

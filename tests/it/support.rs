@@ -295,8 +295,20 @@ pub fn eventually(cond: impl Fn() -> bool) -> bool {
     cond()
 }
 
-/// With the simulator's `token_lifetime` at 4 s: waits until a token just
-/// issued is in the last quarter of its life (due for rotation).
-pub fn wait_into_last_quarter_of_a_4s_token() {
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+/// How long GitLab accepts a token issued by [`sim_issuing_due_tokens`].
+pub const DUE_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A simulator whose runner tokens are due for rotation the moment they are
+/// issued, instead of waiting for a short-lived token to age: tokens live
+/// [`DUE_TOKEN_LIFETIME`], but GitLab's clock lags that much behind this
+/// host's, so the `token_expires_at` it answers is the time of issue on the
+/// tool's clock (past 75 % of the token's life: rotate), while GitLab itself
+/// accepts the token for that long in real time.
+pub fn sim_issuing_due_tokens() -> Sim {
+    let sim = Sim::start_with(gitlab_sim::SimOptions {
+        token_lifetime: Some(DUE_TOKEN_LIFETIME),
+        ..Default::default()
+    });
+    sim.set_clock_lag(DUE_TOKEN_LIFETIME);
+    sim
 }

@@ -567,17 +567,13 @@ fn changed_tags_are_updated_in_place() {
 
 #[test]
 fn a_token_near_expiry_is_rotated_and_saved() {
-    let sim = Sim::start_with(SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
+    let sim = sim_issuing_due_tokens();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
     host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
     let first = sim.runners()[0].clone();
     assert!(host.config().contains(&first.token));
-    wait_into_last_quarter_of_a_4s_token();
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
@@ -791,15 +787,11 @@ fn a_settings_update_gitlab_refuses_is_a_warning() {
 
 #[test]
 fn the_tools_own_rotation_is_not_taken_for_gitlab_runners() {
-    let sim = Sim::start_with(SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
+    let sim = sim_issuing_due_tokens();
     let host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
     host.shell_executor(&sim.url());
     assert_eq!(host.run(&[]).code, 0);
-    wait_into_last_quarter_of_a_4s_token();
     let run = host.run(&[]);
     assert!(run.stderr.contains("rotating token"), "{run:?}");
     assert!(!run.stderr.contains("gitlab-runner rotated"), "{run:?}");

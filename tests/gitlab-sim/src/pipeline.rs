@@ -92,7 +92,7 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
     let pat = auth::pat(&parts.headers, &known);
     let auth_kind = {
         let world = sh.world();
-        auth::classify(pat.as_deref(), known.raw_str("token"), &world, clock::now())
+        auth::classify(pat.as_deref(), known.raw_str("token"), &world, world.now())
     };
 
     if let Some(latency) = sh.knobs.latency() {
@@ -135,9 +135,15 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
                 };
                 parts.extensions.insert(Arc::new(ctx));
                 let response = next.run(Request::from_parts(parts, Body::empty())).await;
-                match &hostile {
-                    Some(HostileAnswer::Rewrite(f)) => hostile::rewritten(response, f).await,
-                    _ => response,
+                if sh.knobs.take_fail_after_handler(&method, &path) {
+                    // A proxy's 502 after GitLab did the work (nginx:
+                    // upstream reset or timeout after processing).
+                    bad_gateway()
+                } else {
+                    match &hostile {
+                        Some(HostileAnswer::Rewrite(f)) => hostile::rewritten(response, f).await,
+                        _ => response,
+                    }
                 }
             }
         };
