@@ -1400,13 +1400,31 @@ fn switch_instance(host: &mut Host, sim: &Sim, instance: &str) {
     )
 )]
 fn every_bad_input_fails_cleanly(#[case] row: Row) {
-    let problems = check(&row, writes_despite_permissions());
+    let Checked { problems, message } = check(&row, writes_despite_permissions());
     assert!(
         problems.is_empty(),
         "=== {}\n{}",
         row.name,
         problems.join("\n")
     );
+    // The message itself, as an operator reads it.
+    if let Some((mut settings, stderr)) = message {
+        settings.set_description(row.name);
+        settings.bind(|| insta::assert_snapshot!(snapshot_name(row.name), stderr));
+    }
+}
+
+/// A row's name as a snapshot file name.
+fn snapshot_name(row: &str) -> String {
+    let mut name = String::new();
+    for c in row.chars() {
+        if c.is_ascii_alphanumeric() {
+            name.push(c.to_ascii_lowercase());
+        } else if !name.is_empty() && !name.ends_with('_') {
+            name.push('_');
+        }
+    }
+    name.trim_end_matches('_').to_string()
 }
 
 /// Every entry under `dir` (not following links): path → (kind, bytes, mtime).
@@ -1461,8 +1479,18 @@ fn writes_despite_permissions() -> bool {
     wrote
 }
 
-/// Runs one row; returns what is wrong with it.
-fn check(row: &Row, root: bool) -> Vec<String> {
+/// What one row's run showed.
+struct Checked {
+    /// What is wrong with it.
+    problems: Vec<String>,
+    /// The run's stderr and the snapshot settings that hide what varies,
+    /// when the input is bad for this user.
+    message: Option<(insta::Settings, String)>,
+}
+
+/// Runs one row.
+fn check(row: &Row, root: bool) -> Checked {
+    let checked = |problems, message| Checked { problems, message };
     let sim = Sim::start();
     let mut host = Host::new();
     host.template_with_pat(&sim.url(), ADMIN_PAT);
@@ -1470,7 +1498,8 @@ fn check(row: &Row, root: bool) -> Vec<String> {
     if row.first_run {
         let first = host.run(&[]);
         if first.code != 0 {
-            return vec![format!("the first good run failed: {first:?}")];
+            let problems = vec![format!("the first good run failed: {first:?}")];
+            return checked(problems, None);
         }
     }
     let args = (row.setup)(&mut host, &sim);
@@ -1508,7 +1537,7 @@ fn check(row: &Row, root: bool) -> Vec<String> {
         // Root writes into a read-only directory: this input is not bad
         // for root, so only "no panic, no secret" applies.
         restore_modes(&host);
-        return problems;
+        return checked(problems, None);
     }
     if run.code != 1 {
         problems.push(format!("exit code {} instead of 1", run.code));
@@ -1561,7 +1590,10 @@ fn check(row: &Row, root: bool) -> Vec<String> {
     if !problems.is_empty() {
         problems.push(format!("{run:?}"));
     }
-    problems
+    // Rows that are bad input only for users other than root have no
+    // snapshot: it would exist for one kind of user only.
+    let message = (!row.not_for_root).then(|| (snapshot_settings(&host), run.stderr));
+    checked(problems, message)
 }
 
 /// Lets the temp dir be removed whatever a row did to the modes.

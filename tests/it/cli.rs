@@ -201,3 +201,16 @@ fn capture_tags_program_adds_properties() {
         assert!(tags.iter().any(|t| t == tag), "{tag} missing from {tags:?}");
     }
 }
+
+/// `--help` and `-h` as an operator reads them (clap: `-h` is the short form).
+#[test]
+fn help_texts() {
+    let host = Host::new();
+    let settings = snapshot_settings(&host);
+    for (flag, name) in [("--help", "help_long"), ("-h", "help_short")] {
+        let run = run_command(host.command(&[flag]));
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stderr, "", "{run:?}");
+        settings.bind(|| insta::assert_snapshot!(name, run.stdout));
+    }
+}

@@ -475,3 +475,48 @@ fn a_comment_after_inline_client_configs_stays_out() {
         "{config}"
     );
 }
+
+/// The report an operator reads before applying, whole: one of each action
+/// (create, update, rotate, delete, keep), as text and as JSON.
+#[test]
+fn the_report_of_every_kind_of_change_as_text_and_json() {
+    let sim = sim_issuing_due_tokens();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    assert_eq!(host.run(&[]).code, 0);
+    host.remove_executor("20-docker.toml");
+    host.write_executor(
+        "10-shell.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nenv_tags = [\"SITE_TAG\"]\ntags = [\"fast\", \"new\"]\n",
+            sim.url()
+        ),
+    );
+    host.write_executor(
+        "40-batch.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nname = \"batch\"\n",
+            sim.url()
+        ),
+    );
+    sim.clear_requests();
+
+    let text = host.run(&["--dry-run"]);
+    assert_eq!(text.code, 2, "{text:?}");
+    let json = host.run(&["--dry-run", "--output", "json"]);
+    assert_eq!(json.code, 2, "{json:?}");
+    no_writes(&sim);
+    assert_no_secret(&text, &secrets(&sim));
+    assert_no_secret(&json, &secrets(&sim));
+    let report: serde_json::Value =
+        serde_json::from_str(&json.stdout).expect("stdout is one JSON document");
+    let settings = snapshot_settings(&host);
+    settings.bind(|| {
+        insta::assert_snapshot!("dry_run_text", text.stdout);
+        insta::assert_snapshot!(
+            "dry_run_json",
+            serde_json::to_string_pretty(&report).unwrap()
+        );
+    });
+}

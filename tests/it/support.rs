@@ -312,3 +312,37 @@ pub fn sim_issuing_due_tokens() -> Sim {
     sim.set_clock_lag(DUE_TOKEN_LIFETIME);
     sim
 }
+
+/// Escapes `text` for use as a literal in an insta filter (a regex).
+fn regex_literal(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+/// insta settings for what a run on `host` prints: what varies from run to
+/// run is replaced by a placeholder (the host's temp dir, other temp dirs,
+/// the simulator's port, timestamps, the visible start of runner tokens),
+/// so that the snapshot holds only what the tool decides to say.
+pub fn snapshot_settings(host: &Host) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(
+        &regex_literal(&host.dir.path().display().to_string()),
+        "[HOST]",
+    );
+    settings.add_filter(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    // Times of this run (not `0001-01-01T00:00:00Z`, "never expires").
+    settings.add_filter(
+        r"\b[12]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+        "[TIME]",
+    );
+    settings.add_filter(r"(glrtr?-)[A-Za-z0-9_-]{1,4}…", "${1}[TOKEN]…");
+    settings
+}
