@@ -1492,9 +1492,7 @@ struct Checked {
 fn check(row: &Row, root: bool) -> Checked {
     let checked = |problems, message| Checked { problems, message };
     let sim = Sim::start();
-    let mut host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let mut host = Host::fresh(&sim, Executors::Three);
     if row.first_run {
         let first = host.run(&[]);
         if first.code != 0 {
@@ -1610,9 +1608,7 @@ fn restore_modes(host: &Host) {
 #[test]
 fn invalid_runner_system_id_is_regenerated() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     fs::write(host.system_id_path(), "not-a-system-id\n").unwrap();
 

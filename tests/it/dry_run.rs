@@ -18,9 +18,7 @@ fn no_writes(sim: &Sim) {
 #[test]
 fn fresh_prefix_plans_every_executor_and_writes_nothing() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let files_before = host.files();
 
     let run = host.run(&["--dry-run"]);
@@ -56,9 +54,7 @@ fn fresh_prefix_plans_every_executor_and_writes_nothing() {
 #[test]
 fn removed_executor_shows_the_delete_and_a_masked_diff() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let config = host.config();
     let mtime = host.config_mtime();
@@ -116,9 +112,7 @@ fn removed_executor_shows_the_delete_and_a_masked_diff() {
 #[test]
 fn nothing_to_change_exits_zero_with_an_empty_diff() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     sim.clear_requests();
     let run = host.run(&["--dry-run"]);
@@ -139,9 +133,7 @@ fn nothing_to_change_exits_zero_with_an_empty_diff() {
 #[test]
 fn json_output_for_automation() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let run = host.run(&["--dry-run", "--output", "json"]);
     assert_eq!(run.code, 2, "{run:?}");
     let report: serde_json::Value =
@@ -161,9 +153,7 @@ fn json_output_for_automation() {
 #[test]
 fn dry_run_reports_pending_updates_and_duplicates() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let kept = sim.runners()[0].clone();
     let duplicate = sim.seed_runner(gitlab_sim::SeedRunner {
@@ -202,9 +192,7 @@ fn dry_run_reports_pending_updates_and_duplicates() {
 #[test]
 fn a_refused_listing_is_no_clean_plan() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     host.remove_executor("20-docker.toml");
     host.template_with_pat(&sim.url(), "glpat-expired-0000000000");
@@ -263,9 +251,7 @@ fn comments_keep_their_place_and_never_leak_a_token() {
 #[test]
 fn a_pending_rotation_shows_in_the_plan_and_the_diff() {
     let sim = sim_issuing_due_tokens();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let runner = sim.runners()[0].clone();
     sim.clear_requests();
@@ -481,9 +467,7 @@ fn a_comment_after_inline_client_configs_stays_out() {
 #[test]
 fn the_report_of_every_kind_of_change_as_text_and_json() {
     let sim = sim_issuing_due_tokens();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     host.remove_executor("20-docker.toml");
     host.write_executor(

@@ -227,9 +227,7 @@ fn mutated_inputs_and_answers_never_crash_hang_or_leak() {
     let mut rng = Rng(seed);
 
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     sim.seed_runner(SeedRunner {
         description: "ci-node01 main batch Runner".into(),
         tag_list: IDENTIFYING.iter().map(|t| t.to_string()).collect(),

@@ -323,9 +323,7 @@ fn a_shared_ui_token_is_not_rotated() {
 #[test]
 fn an_expired_pat_does_not_stop_a_host_whose_tokens_verify() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     host.template_with_pat(&sim.url(), "glpat-expired-0000000000");
     let run = host.run(&[]);
@@ -533,9 +531,7 @@ fn a_ui_runner_is_released_only_once_its_replacement_exists() {
 #[test]
 fn a_rejected_executor_token_is_not_silently_replaced_by_the_old_runner() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     host.write_executor(
         "shell.toml",

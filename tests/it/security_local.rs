@@ -69,9 +69,7 @@ fn write_script(host: &Host, name: &str, body: &str) -> String {
 
 /// A host after a first good run: config, lock file and system id exist.
 fn synced_host(sim: &Sim) -> Host {
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(sim, Executors::Shell);
     let first = host.run(&[]);
     assert_eq!(first.code, 0, "{first:?}");
     sim.clear_requests();
@@ -306,9 +304,7 @@ fn group_write_in_the_owners_private_group_is_accepted() {
         return;
     }
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     chmod(&host.template_path(), 0o664);
     chmod(&host.executor_dir().join("shell.toml"), 0o664);
     let run = host.run(&[]);
@@ -538,9 +534,7 @@ fn still_running(pid_file: &Path) -> bool {
 #[test]
 fn capture_tags_output_held_open_by_a_background_child() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let pid_file = host.dir.path().join("bg.pid");
     let script = write_script(
         &host,
@@ -579,9 +573,7 @@ fn capture_tags_output_held_open_by_a_background_child() {
 #[test]
 fn capture_tags_timeout_kills_the_process_group() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let pid_file = host.dir.path().join("bg.pid");
     let script = write_script(
         &host,
@@ -638,9 +630,7 @@ fn capture_tags_values_and_protected_keys() {
     ];
     for (body, expect) in refused {
         let sim = Sim::start();
-        let host = Host::new();
-        host.template_with_pat(&sim.url(), ADMIN_PAT);
-        host.shell_executor(&sim.url());
+        let host = Host::fresh(&sim, Executors::Shell);
         let script = write_script(&host, "capture.sh", body);
         let run = host.run(&["--capture-tags", &script]);
         println!("{}", error_line(&run));
@@ -653,9 +643,7 @@ fn capture_tags_values_and_protected_keys() {
     }
     // The tool's own values may be repeated.
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let script = write_script(
         &host,
         "capture.sh",
@@ -680,9 +668,7 @@ fn capture_tags_program_another_user_can_replace_is_not_run() {
         (false, 0o775, "writable by group or others"),
     ] {
         let sim = Sim::start();
-        let host = Host::new();
-        host.template_with_pat(&sim.url(), ADMIN_PAT);
-        host.shell_executor(&sim.url());
+        let host = Host::fresh(&sim, Executors::Shell);
         let ran = host.dir.path().join("ran");
         let script = write_script(
             &host,

@@ -47,9 +47,30 @@ impl std::fmt::Debug for Run {
     }
 }
 
+/// The executor files of [`Host::fresh`].
+pub enum Executors {
+    /// `shell.toml` ([`Host::shell_executor`]).
+    Shell,
+    /// shell, docker and custom ([`Host::three_executors`]).
+    Three,
+}
+
 impl Host {
     pub fn new() -> Host {
         Host::with_hostname(HOSTNAME)
+    }
+
+    /// The usual opening: a fresh host whose template names `sim` with the
+    /// admin PAT ([`Host::template_with_pat`]) and whose executor files
+    /// are `executors`, all on `sim`.
+    pub fn fresh(sim: &Sim, executors: Executors) -> Host {
+        let host = Host::new();
+        host.template_with_pat(&sim.url(), gitlab_sim::ADMIN_PAT);
+        match executors {
+            Executors::Shell => host.shell_executor(&sim.url()),
+            Executors::Three => host.three_executors(&sim.url()),
+        }
+        host
     }
 
     pub fn with_hostname(hostname: &str) -> Host {

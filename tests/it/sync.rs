@@ -7,9 +7,7 @@ use crate::support::*;
 #[test]
 fn fresh_host_creates_three_runners_and_writes_config() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
 
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -123,9 +121,7 @@ fn fresh_host_creates_three_runners_and_writes_config() {
 #[test]
 fn restarts_change_nothing() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let config = host.config();
     let mtime = host.config_mtime();
@@ -172,9 +168,7 @@ fn removed_executor_is_deleted_and_others_are_untouched() {
         tag_list: vec!["ci-node01".into(), "ci-node".into(), "main".into()],
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let docker = sim
         .runners()
@@ -222,9 +216,7 @@ fn unknown_runner_of_this_host_is_deleted() {
         tag_list: IDENTIFYING.iter().map(|t| t.to_string()).collect(),
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(sim.runner(leftover.id).is_none());
@@ -241,9 +233,7 @@ fn unknown_runner_of_this_host_is_deleted() {
 #[test]
 fn lost_config_replaces_the_runner_instead_of_duplicating_it() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
 
@@ -270,9 +260,7 @@ fn lost_config_on_a_patched_server_restores_the_token() {
         patched: true,
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
 
@@ -291,9 +279,7 @@ fn lost_config_on_a_patched_server_restores_the_token() {
 #[test]
 fn runner_deleted_in_gitlab_is_recreated() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
     assert!(sim.remove_runner(old.id));
@@ -346,9 +332,7 @@ fn executor_with_its_own_token_is_verified_and_only_its_manager_removed() {
         tag_list: vec!["gpu".into()],
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     host.write_executor(
         "ui.toml",
         &format!(
@@ -424,9 +408,7 @@ fn prefix_written_by_the_original_tool_is_adopted() {
         token: Some("legacytoken0123456789".into()),
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     std::fs::write(
         host.config_path(),
         format!(
@@ -541,9 +523,7 @@ fn group_runners_with_a_non_admin_pat_fall_back_to_get_runners() {
 #[test]
 fn changed_tags_are_updated_in_place() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let id = sim.runners()[0].id;
     host.write_executor(
@@ -568,9 +548,7 @@ fn changed_tags_are_updated_in_place() {
 #[test]
 fn a_token_near_expiry_is_rotated_and_saved() {
     let sim = sim_issuing_due_tokens();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let first = sim.runners()[0].clone();
     assert!(host.config().contains(&first.token));
@@ -616,9 +594,7 @@ fn rotate_like_gitlab_runner(sim: &Sim, host: &Host, old: &str) -> String {
 #[test]
 fn a_token_rotated_by_gitlab_runner_is_kept() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let ui = sim.seed_runner(SeedRunner {
         description: "ui".into(),
         ..Default::default()
@@ -788,9 +764,7 @@ fn a_settings_update_gitlab_refuses_is_a_warning() {
 #[test]
 fn the_tools_own_rotation_is_not_taken_for_gitlab_runners() {
     let sim = sim_issuing_due_tokens();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let run = host.run(&[]);
     assert!(run.stderr.contains("rotating token"), "{run:?}");
