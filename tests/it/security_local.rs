@@ -7,6 +7,8 @@
 //! Tests that need a second user chown files to `nobody`; they run as root
 //! (as CI does) and are skipped, with a printed reason, otherwise.
 
+#![allow(unsafe_code)] // libc: geteuid, kill, mkfifo; see the SAFETY comments
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
