@@ -1479,6 +1479,59 @@ fn writes_despite_permissions() -> bool {
     wrote
 }
 
+/// What is under the prefix before the bad run, to compare with after it.
+struct Before {
+    files: Vec<String>,
+    tree: BTreeMap<PathBuf, (String, Vec<u8>, Option<SystemTime>)>,
+    config: Option<Vec<u8>>,
+    system_id: Option<Vec<u8>>,
+}
+
+impl Before {
+    fn take(host: &Host) -> Before {
+        Before {
+            files: host.files(),
+            tree: snapshot(&host.prefix),
+            config: file_bytes(&host.config_path()),
+            system_id: file_bytes(&host.system_id_path()),
+        }
+    }
+
+    /// What changed under the prefix since.
+    fn changes(&self, host: &Host) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.config.is_some() && file_bytes(&host.config_path()) != self.config {
+            problems.push("config.main.toml changed".to_string());
+        }
+        if self.system_id.is_some() && file_bytes(&host.system_id_path()) != self.system_id {
+            problems.push(".runner_system_id changed".to_string());
+        }
+        if host.files() != self.files {
+            problems.push(format!(
+                "files under the prefix changed: {:?} -> {:?}",
+                self.files,
+                host.files()
+            ));
+        }
+        let (before, after) = (&self.tree, snapshot(&host.prefix));
+        if after != *before {
+            let changed: Vec<String> = before
+                .keys()
+                .chain(after.keys())
+                .filter(|k| before.get(*k) != after.get(*k))
+                .map(|k| {
+                    k.strip_prefix(&host.prefix)
+                        .unwrap_or(k)
+                        .display()
+                        .to_string()
+                })
+                .collect();
+            problems.push(format!("changed under the prefix: {changed:?}"));
+        }
+        problems
+    }
+}
+
 /// What one row's run showed.
 struct Checked {
     /// What is wrong with it.
@@ -1501,10 +1554,7 @@ fn check(row: &Row, root: bool) -> Checked {
         }
     }
     let args = (row.setup)(&mut host, &sim);
-    let files_before = host.files();
-    let before = snapshot(&host.prefix);
-    let config_before = file_bytes(&host.config_path());
-    let system_id_before = file_bytes(&host.system_id_path());
+    let before = Before::take(&host);
     sim.clear_requests();
 
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -1557,33 +1607,7 @@ fn check(row: &Row, root: bool) -> Checked {
             .collect();
         problems.push(format!("sent to GitLab: {sent:?}"));
     }
-    if config_before.is_some() && file_bytes(&host.config_path()) != config_before {
-        problems.push("config.main.toml changed".to_string());
-    }
-    if system_id_before.is_some() && file_bytes(&host.system_id_path()) != system_id_before {
-        problems.push(".runner_system_id changed".to_string());
-    }
-    if host.files() != files_before {
-        problems.push(format!(
-            "files under the prefix changed: {files_before:?} -> {:?}",
-            host.files()
-        ));
-    }
-    let after = snapshot(&host.prefix);
-    if after != before {
-        let changed: Vec<String> = before
-            .keys()
-            .chain(after.keys())
-            .filter(|k| before.get(*k) != after.get(*k))
-            .map(|k| {
-                k.strip_prefix(&host.prefix)
-                    .unwrap_or(k)
-                    .display()
-                    .to_string()
-            })
-            .collect();
-        problems.push(format!("changed under the prefix: {changed:?}"));
-    }
+    problems.extend(before.changes(&host));
     restore_modes(&host);
     if !problems.is_empty() {
         problems.push(format!("{run:?}"));
