@@ -4,6 +4,41 @@ use gitlab_sim::{ADMIN_PAT, CreatedBy, REGISTRATION_TOKEN, SeedRunner, Sim, SimO
 
 use crate::support::*;
 
+/// A `[[runners]]` entry written: gitlab-runner's keys first, in its
+/// order, and the id, token and url of a runner GitLab has.
+fn assert_entry_of_a_gitlab_runner(
+    entry: &toml_edit::Table,
+    runners: &[gitlab_sim::RunnerState],
+    sim: &Sim,
+) {
+    let keys: Vec<&str> = entry.iter().map(|(k, _)| k).take(7).collect();
+    assert_eq!(
+        keys,
+        [
+            "name",
+            "url",
+            "id",
+            "token",
+            "token_obtained_at",
+            "token_expires_at",
+            "executor"
+        ]
+    );
+    let server = runners
+        .iter()
+        .find(|r| r.id as i64 == table_int(entry, "id"))
+        .unwrap();
+    assert_eq!(table_str(entry, "token"), server.token);
+    assert_eq!(table_str(entry, "url"), sim.url());
+    assert!(
+        entry
+            .get("token_expires_at")
+            .unwrap()
+            .as_datetime()
+            .is_some()
+    );
+}
+
 #[test]
 fn fresh_host_creates_three_runners_and_writes_config() {
     let sim = Sim::start();
@@ -69,32 +104,7 @@ fn fresh_host_creates_three_runners_and_writes_config() {
         ]
     );
     for entry in &entries {
-        let keys: Vec<&str> = entry.iter().map(|(k, _)| k).take(7).collect();
-        assert_eq!(
-            keys,
-            [
-                "name",
-                "url",
-                "id",
-                "token",
-                "token_obtained_at",
-                "token_expires_at",
-                "executor"
-            ]
-        );
-        let server = runners
-            .iter()
-            .find(|r| r.id as i64 == table_int(entry, "id"))
-            .unwrap();
-        assert_eq!(table_str(entry, "token"), server.token);
-        assert_eq!(table_str(entry, "url"), sim.url());
-        assert!(
-            entry
-                .get("token_expires_at")
-                .unwrap()
-                .as_datetime()
-                .is_some()
-        );
+        assert_entry_of_a_gitlab_runner(entry, &runners, &sim);
     }
     assert!(
         config.contains("token_expires_at = 0001-01-01T00:00:00Z"),
