@@ -805,7 +805,13 @@ fn a_new_token_is_saved_before_it_is_verified() {
         "no create"
     );
     // The verify that follows the create now waits out the latency.
-    std::thread::sleep(Duration::from_millis(150));
+    assert!(
+        eventually(|| sim
+            .in_flight()
+            .iter()
+            .any(|r| r.path == "/api/v4/runners/verify")),
+        "no verify"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(
