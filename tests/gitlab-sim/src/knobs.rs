@@ -3,7 +3,8 @@
 //! Rack::Attack's `RateLimit-*` and `Retry-After` headers), dropping
 //! connections, the registration-token switch (410), LLNL's patched
 //! `runner_details` (token exposed), the runner token lifetime, a broken
-//! pagination of the runner lists, and hostile answers (`hostile.rs`).
+//! pagination of the runner lists, a 502 after the handler ran, and hostile
+//! answers (`hostile.rs`). The clock lag lives with the world (`state.rs`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
