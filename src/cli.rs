@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Parser, ValueEnum};
 
 /// Make this host's GitLab runners match the executor files under a prefix,
-/// then write gitlab-runner's config.<instance>.toml and .runner_system_id.
+/// then write gitlab-runner's `config.<instance>.toml` and `.runner_system_id`.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "register-runner", version, about, long_about = None)]
 pub struct Cli {
@@ -25,6 +25,8 @@ pub struct Cli {
     pub prefix: PathBuf,
 
     /// Instance name, as in the systemd unit (gitlab-runner@<instance>).
+    // This doc comment is clap's --help text, where `<instance>` is meant.
+    #[allow(rustdoc::invalid_html_tags)]
     #[arg(long, value_name = "NAME", default_value = "main", value_parser = instance_name)]
     pub service_instance: String,
 

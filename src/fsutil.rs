@@ -35,12 +35,14 @@ pub const MAX_INPUT_BYTES: u64 = 1024 * 1024;
 pub const NO_FOLLOW: i32 = libc::O_NOFOLLOW | libc::O_NONBLOCK;
 
 /// The user this process runs as (its effective uid).
+#[allow(unsafe_code)] // libc; see the SAFETY comments
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
 
 /// A user's name and primary group, from the user database.
+#[allow(unsafe_code)] // libc; see the SAFETY comments
 fn passwd_entry(uid: u32) -> Option<(String, u32)> {
     let mut buf: Vec<libc::c_char> = vec![0; 1024];
     loop {
@@ -64,6 +66,7 @@ fn passwd_entry(uid: u32) -> Option<(String, u32)> {
 }
 
 /// A group's name and its listed (supplementary) members.
+#[allow(unsafe_code)] // libc; see the SAFETY comments
 fn group_entry(gid: u32) -> Option<(String, Vec<String>)> {
     let mut buf: Vec<libc::c_char> = vec![0; 4096];
     loop {
@@ -163,7 +166,7 @@ pub fn mode_of(meta: &Metadata) -> u32 {
 /// `StrictModes`, sudo's checks on sudoers): owned by root or by the user
 /// the tool runs as, and not writable by group or others (group write is
 /// fine when the group is the owner's private group, see
-/// [`is_private_group`]). Otherwise another user could steer what a root
+/// `is_private_group`). Otherwise another user could steer what a root
 /// process reads, sends and writes.
 /// `shown` is the path as it may appear in a message.
 pub fn check_trusted(shown: &str, meta: &Metadata) -> Result<()> {

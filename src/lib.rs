@@ -1,6 +1,6 @@
 //! register-runner: make this host's GitLab runners match the executor
-//! files under a prefix, then write gitlab-runner's config.<instance>.toml
-//! and .runner_system_id. Runs as `ExecStartPre=` of a gitlab-runner unit.
+//! files under a prefix, then write gitlab-runner's `config.<instance>.toml`
+//! and `.runner_system_id`. Runs as `ExecStartPre=` of a gitlab-runner unit.
 
 pub mod app;
 pub mod apply;

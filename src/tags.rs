@@ -384,6 +384,7 @@ fn on_path(cmd: &str, path: Option<&String>) -> bool {
 /// run and reading its output to the end: a background process that keeps
 /// stdout open holds the run no longer than that. The program runs in a
 /// process group of its own, and on a timeout the whole group is killed.
+#[allow(unsafe_code)] // libc::kill of the process group; see the SAFETY comment
 fn run_capture(program: &Path, instance: &str, executor_type: &str) -> Result<Map<String, Value>> {
     use std::os::unix::process::CommandExt;
     let shown = program.display();

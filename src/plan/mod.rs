@@ -9,7 +9,7 @@
 //! prints this value; apply carries it out.
 //!
 //! Per GitLab the plan is a sequence of small steps, each a function of a
-//! [`GitLabContext`] (and of the plan so far): choose the held entry per
+//! `GitLabContext` (and of the plan so far): choose the held entry per
 //! name; per executor its credentials (`credentials.rs`), then drift,
 //! rotation and the other-instance rule (`runner.rs`); then the deletes of
 //! unwanted held entries and of listed leftovers, the other instances'

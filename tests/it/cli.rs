@@ -50,9 +50,7 @@ fn usage_errors_exit_64_and_help_and_version_exit_0() {
 #[test]
 fn under_journald_logs_have_no_timestamps_and_json_logs_are_one_object_per_line() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let mut cmd = host.command(&[]);
     cmd.env("JOURNAL_STREAM", "8:12345");
     let run = run_command(cmd);
@@ -82,9 +80,7 @@ fn under_journald_logs_have_no_timestamps_and_json_logs_are_one_object_per_line(
 #[test]
 fn quiet_run_prints_nothing_and_trace_level_leaks_no_secret() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let quiet = host.run(&["-q"]);
     assert_eq!(quiet.code, 0, "{quiet:?}");
     assert_eq!(quiet.all_output().trim(), "");
@@ -145,9 +141,7 @@ fn fixture_schema() -> std::path::PathBuf {
 #[test]
 fn original_tag_schema_and_builtin_capture() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let schema = fixture_schema();
     let schema = schema.to_str().unwrap();
     let run = host.run(&["--tag-schema", schema, "--capture-tags", "builtin"]);
@@ -179,9 +173,7 @@ fn original_tag_schema_and_builtin_capture() {
 fn capture_tags_program_adds_properties() {
     use std::os::unix::fs::PermissionsExt;
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let script = host.dir.path().join("capture.sh");
     std::fs::write(
         &script,
@@ -199,5 +191,18 @@ fn capture_tags_program_adds_properties() {
     let tags = &sim.runners()[0].tag_list;
     for tag in ["slurm", "a100-shell", "x", "y", "managed"] {
         assert!(tags.iter().any(|t| t == tag), "{tag} missing from {tags:?}");
+    }
+}
+
+/// `--help` and `-h` as an operator reads them (clap: `-h` is the short form).
+#[test]
+fn help_texts() {
+    let host = Host::new();
+    let settings = snapshot_settings(&host);
+    for (flag, name) in [("--help", "help_long"), ("-h", "help_short")] {
+        let run = run_command(host.command(&[flag]));
+        assert_eq!(run.code, 0, "{run:?}");
+        assert_eq!(run.stderr, "", "{run:?}");
+        settings.bind(|| insta::assert_snapshot!(name, run.stdout));
     }
 }

@@ -77,9 +77,7 @@ fn held_tokens(host: &Host) -> Vec<String> {
 #[test]
 fn a_refused_listing_deletes_nothing() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let (docker_id, docker_token) = entry_of(&host, "docker");
     host.remove_executor("20-docker.toml");
@@ -121,9 +119,7 @@ fn a_refused_listing_deletes_nothing() {
 
 fn an_incomplete_listing_deletes_nothing(fault: ListingFault) {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let (docker_id, docker_token) = entry_of(&host, "docker");
     // 3 + 98 = 101 of this host's runners: the first page (100) is full.
@@ -204,9 +200,7 @@ fn every_page_of_the_listing_is_read() {
         tag_list: vec![HOSTNAME.into(), "ci-node".into(), INSTANCE.into()],
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
 
@@ -333,9 +327,7 @@ fn a_forbidden_create_fails_at_once() {
 #[test]
 fn a_hanging_gitlab_is_given_up_on_at_the_deadline() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let config = host.config();
     let mtime = host.config_mtime();
@@ -367,9 +359,7 @@ fn a_hanging_gitlab_is_given_up_on_at_the_deadline() {
 #[test]
 fn every_request_carries_the_user_agent() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     host.remove_executor("30-custom.toml");
     assert_eq!(host.run(&[]).code, 0);

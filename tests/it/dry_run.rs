@@ -18,9 +18,7 @@ fn no_writes(sim: &Sim) {
 #[test]
 fn fresh_prefix_plans_every_executor_and_writes_nothing() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let files_before = host.files();
 
     let run = host.run(&["--dry-run"]);
@@ -56,9 +54,7 @@ fn fresh_prefix_plans_every_executor_and_writes_nothing() {
 #[test]
 fn removed_executor_shows_the_delete_and_a_masked_diff() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let config = host.config();
     let mtime = host.config_mtime();
@@ -116,9 +112,7 @@ fn removed_executor_shows_the_delete_and_a_masked_diff() {
 #[test]
 fn nothing_to_change_exits_zero_with_an_empty_diff() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     sim.clear_requests();
     let run = host.run(&["--dry-run"]);
@@ -139,9 +133,7 @@ fn nothing_to_change_exits_zero_with_an_empty_diff() {
 #[test]
 fn json_output_for_automation() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let run = host.run(&["--dry-run", "--output", "json"]);
     assert_eq!(run.code, 2, "{run:?}");
     let report: serde_json::Value =
@@ -161,9 +153,7 @@ fn json_output_for_automation() {
 #[test]
 fn dry_run_reports_pending_updates_and_duplicates() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let kept = sim.runners()[0].clone();
     let duplicate = sim.seed_runner(gitlab_sim::SeedRunner {
@@ -202,9 +192,7 @@ fn dry_run_reports_pending_updates_and_duplicates() {
 #[test]
 fn a_refused_listing_is_no_clean_plan() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     host.remove_executor("20-docker.toml");
     host.template_with_pat(&sim.url(), "glpat-expired-0000000000");
@@ -262,16 +250,10 @@ fn comments_keep_their_place_and_never_leak_a_token() {
 
 #[test]
 fn a_pending_rotation_shows_in_the_plan_and_the_diff() {
-    let sim = Sim::start_with(gitlab_sim::SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let sim = sim_issuing_due_tokens();
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let runner = sim.runners()[0].clone();
-    wait_into_last_quarter_of_a_4s_token();
     sim.clear_requests();
 
     let dry = host.run(&["--dry-run"]);
@@ -478,4 +460,47 @@ fn a_comment_after_inline_client_configs_stays_out() {
         config.contains("session_server.listen_address = \"[::]:8093\""),
         "{config}"
     );
+}
+
+/// The report an operator reads before applying, whole: one of each action
+/// (create, update, rotate, delete, keep), as text and as JSON.
+#[test]
+fn the_report_of_every_kind_of_change_as_text_and_json() {
+    let sim = sim_issuing_due_tokens();
+    let host = Host::fresh(&sim, Executors::Three);
+    assert_eq!(host.run(&[]).code, 0);
+    host.remove_executor("20-docker.toml");
+    host.write_executor(
+        "10-shell.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nenv_tags = [\"SITE_TAG\"]\ntags = [\"fast\", \"new\"]\n",
+            sim.url()
+        ),
+    );
+    host.write_executor(
+        "40-batch.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nname = \"batch\"\n",
+            sim.url()
+        ),
+    );
+    sim.clear_requests();
+
+    let text = host.run(&["--dry-run"]);
+    assert_eq!(text.code, 2, "{text:?}");
+    let json = host.run(&["--dry-run", "--output", "json"]);
+    assert_eq!(json.code, 2, "{json:?}");
+    no_writes(&sim);
+    assert_no_secret(&text, &secrets(&sim));
+    assert_no_secret(&json, &secrets(&sim));
+    let report: serde_json::Value =
+        serde_json::from_str(&json.stdout).expect("stdout is one JSON document");
+    let settings = snapshot_settings(&host);
+    settings.bind(|| {
+        insta::assert_snapshot!("dry_run_text", text.stdout);
+        insta::assert_snapshot!(
+            "dry_run_json",
+            serde_json::to_string_pretty(&report).unwrap()
+        );
+    });
 }

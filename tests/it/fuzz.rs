@@ -206,6 +206,108 @@ fn restore(dir: &Path, files: &BTreeMap<PathBuf, (Vec<u8>, SystemTime)>) {
     }
 }
 
+/// The checks of one case; whether its input was rejected at load (no
+/// request, nothing changed, a message) rather than taken to GitLab.
+fn holds_up(
+    run: &Run,
+    sim: &Sim,
+    host: &Host,
+    before: &BTreeMap<PathBuf, (Vec<u8>, SystemTime)>,
+    invalid_toml: bool,
+    case: impl Fn() -> String,
+) -> bool {
+    assert!(
+        matches!(run.code, 0 | 1 | 2 | 64),
+        "exit {}: {}",
+        run.code,
+        case()
+    );
+    assert!(!run.stderr.contains("panicked"), "{}", case());
+    let text = run.all_output();
+    for secret in secrets(sim) {
+        assert!(!text.contains(&secret), "secret leaked: {}", case());
+    }
+    assert!(
+        !text.contains(['\u{1b}', '\u{7}', '\r']),
+        "raw control character: {}",
+        case()
+    );
+    let asked = sim.requests().len();
+    // Rejected at load: a usage error, text that is no TOML, or an
+    // error naming one of the files (a mutated URL may name another,
+    // unreachable GitLab: that is no rejection of the input).
+    let names_a_file = run.stderr.lines().any(|l| {
+        l.contains("ERROR")
+            && (l.contains("config.template.main.toml") || l.contains("20-docker.toml"))
+    });
+    if run.code == 64 || invalid_toml || (run.code == 1 && asked == 0 && names_a_file) {
+        assert!(
+            matches!(run.code, 1 | 64),
+            "invalid input accepted: {}",
+            case()
+        );
+        assert_eq!(asked, 0, "GitLab asked on rejected input: {}", case());
+        assert!(
+            snapshot(&host.prefix) == *before,
+            "a file changed on rejected input: {}",
+            case()
+        );
+        assert!(!run.stderr.trim().is_empty(), "no message: {}", case());
+        true
+    } else {
+        false
+    }
+}
+
+/// Whether `text` is UTF-8 TOML.
+fn is_toml(text: &[u8]) -> bool {
+    std::str::from_utf8(text).is_ok_and(|t| t.parse::<toml_edit::DocumentMut>().is_ok())
+}
+
+/// Command-line arguments for one case: mostly valid, sometimes not.
+fn random_args(rng: &mut Rng) -> Vec<&'static str> {
+    let mut args = vec!["--timeout", "5"];
+    if rng.chance(30) {
+        args.push("--dry-run");
+    }
+    if rng.chance(15) {
+        args.push("--output=json");
+    }
+    if rng.chance(5) {
+        args.push(*rng.pick(&["--no-such-flag", "--timeout=0", "-qv"]));
+    }
+    if rng.chance(20) {
+        args.push("-vv");
+    }
+    args
+}
+
+/// Runs the binary on `host`; panics with `hung()` if it still runs 5 s
+/// after its `--timeout 5`.
+fn run_bounded(host: &Host, args: &[&str], hung: impl Fn() -> String) -> Run {
+    let mut cmd = host.command(args);
+    let (out_path, err_path) = (host.dir.path().join("out"), host.dir.path().join("err"));
+    // Files, not pipes: a pipe nobody reads would block a long report.
+    cmd.stdout(fs::File::create(&out_path).unwrap())
+        .stderr(fs::File::create(&err_path).unwrap());
+    let case_started = Instant::now();
+    let mut child = cmd.spawn().expect("spawn register-runner");
+    while child.try_wait().unwrap().is_none() {
+        if case_started.elapsed() > Duration::from_secs(5 + 5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{}", hung());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let status = child.wait().unwrap();
+    Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&fs::read(&out_path).unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&fs::read(&err_path).unwrap()).into_owned(),
+    }
+}
+
 #[test]
 fn mutated_inputs_and_answers_never_crash_hang_or_leak() {
     let seed = std::env::var("REGISTER_RUNNER_FUZZ_SEED")
@@ -227,9 +329,7 @@ fn mutated_inputs_and_answers_never_crash_hang_or_leak() {
     let mut rng = Rng(seed);
 
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     sim.seed_runner(SeedRunner {
         description: "ci-node01 main batch Runner".into(),
         tag_list: IDENTIFYING.iter().map(|t| t.to_string()).collect(),
@@ -255,17 +355,13 @@ fn mutated_inputs_and_answers_never_crash_hang_or_leak() {
         let files = rng.below(3);
         if files == 1 || (files == 2 && rng.chance(30)) {
             let text = mutate(&mut rng, &template);
-            invalid_toml |= std::str::from_utf8(&text)
-                .map(|t| t.parse::<toml_edit::DocumentMut>().is_err())
-                .unwrap_or(true);
+            invalid_toml |= !is_toml(&text);
             fs::write(host.template_path(), &text).unwrap();
             what.push(format!("template:\n{}", String::from_utf8_lossy(&text)));
         }
         if files == 2 {
             let text = mutate(&mut rng, &executor);
-            invalid_toml |= std::str::from_utf8(&text)
-                .map(|t| t.parse::<toml_edit::DocumentMut>().is_err())
-                .unwrap_or(true);
+            invalid_toml |= !is_toml(&text);
             fs::write(&executor_path, &text).unwrap();
             what.push(format!(
                 "20-docker.toml:\n{}",
@@ -277,45 +373,15 @@ fn mutated_inputs_and_answers_never_crash_hang_or_leak() {
             what.push(format!("{method} {path} answered {answer:?}"));
             sim.set_hostile(method, path, answer);
         }
-        let mut args = vec!["--timeout", "5"];
-        if rng.chance(30) {
-            args.push("--dry-run");
-        }
-        if rng.chance(15) {
-            args.push("--output=json");
-        }
-        if rng.chance(5) {
-            args.push(*rng.pick(&["--no-such-flag", "--timeout=0", "-qv"]));
-        }
-        if rng.chance(20) {
-            args.push("-vv");
-        }
+        let args = random_args(&mut rng);
         what.push(format!("args {args:?}"));
         let before = snapshot(&host.prefix);
         sim.clear_requests();
 
-        let mut cmd = host.command(&args);
-        let (out_path, err_path) = (host.dir.path().join("out"), host.dir.path().join("err"));
-        // Files, not pipes: a pipe nobody reads would block a long report.
-        cmd.stdout(fs::File::create(&out_path).unwrap())
-            .stderr(fs::File::create(&err_path).unwrap());
-        let case_started = Instant::now();
-        let mut child = cmd.spawn().expect("spawn register-runner");
-        while child.try_wait().unwrap().is_none() {
-            if case_started.elapsed() > Duration::from_secs(5 + 5) {
-                let _ = child.kill();
-                let _ = child.wait();
-                let what: String = what.join("\n").chars().take(6000).collect();
-                panic!("seed {seed} case {cases}: still running after --timeout + 5 s\n{what}");
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let status = child.wait().unwrap();
-        let run = Run {
-            code: status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&fs::read(&out_path).unwrap()).into_owned(),
-            stderr: String::from_utf8_lossy(&fs::read(&err_path).unwrap()).into_owned(),
-        };
+        let run = run_bounded(&host, &args, || {
+            let what: String = what.join("\n").chars().take(6000).collect();
+            format!("seed {seed} case {cases}: still running after --timeout + 5 s\n{what}")
+        });
         // The whole case goes to a file; the message has its start.
         let case = || {
             let text = format!("seed {seed} case {cases}:\n{}\n{run:?}", what.join("\n"));
@@ -326,44 +392,8 @@ fn mutated_inputs_and_answers_never_crash_hang_or_leak() {
             format!("(whole case in {})\n{short}", file.display())
         };
 
-        assert!(
-            matches!(run.code, 0 | 1 | 2 | 64),
-            "exit {}: {}",
-            run.code,
-            case()
-        );
-        assert!(!run.stderr.contains("panicked"), "{}", case());
-        let text = run.all_output();
-        for secret in secrets(&sim) {
-            assert!(!text.contains(&secret), "secret leaked: {}", case());
-        }
-        assert!(
-            !text.contains(['\u{1b}', '\u{7}', '\r']),
-            "raw control character: {}",
-            case()
-        );
-        let asked = sim.requests().len();
-        // Rejected at load: a usage error, text that is no TOML, or an
-        // error naming one of the files (a mutated URL may name another,
-        // unreachable GitLab: that is no rejection of the input).
-        let names_a_file = run.stderr.lines().any(|l| {
-            l.contains("ERROR")
-                && (l.contains("config.template.main.toml") || l.contains("20-docker.toml"))
-        });
-        if run.code == 64 || invalid_toml || (run.code == 1 && asked == 0 && names_a_file) {
+        if holds_up(&run, &sim, &host, &before, invalid_toml, case) {
             rejected += 1;
-            assert!(
-                matches!(run.code, 1 | 64),
-                "invalid input accepted: {}",
-                case()
-            );
-            assert_eq!(asked, 0, "GitLab asked on rejected input: {}", case());
-            assert!(
-                snapshot(&host.prefix) == before,
-                "a file changed on rejected input: {}",
-                case()
-            );
-            assert!(!run.stderr.trim().is_empty(), "no message: {}", case());
         } else {
             accepted += 1;
         }

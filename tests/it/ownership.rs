@@ -265,13 +265,10 @@ fn another_instance_on_the_same_prefix_never_loses_a_token() {
     );
 }
 
-/// A UI runner with a 4-second token, its token in the executor file of two
+/// A UI runner whose token is due for rotation, its token in the executor file of two
 /// hosts, each started once.
 fn two_hosts_sharing_a_ui_token() -> (Sim, [Host; 2]) {
-    let sim = Sim::start_with(gitlab_sim::SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
+    let sim = sim_issuing_due_tokens();
     let ui = sim.seed_runner(SeedRunner {
         description: "shared".into(),
         ..Default::default()
@@ -302,7 +299,6 @@ fn two_hosts_sharing_a_ui_token() -> (Sim, [Host; 2]) {
 #[test]
 fn a_shared_ui_token_is_not_rotated() {
     let (sim, hosts) = two_hosts_sharing_a_ui_token();
-    wait_into_last_quarter_of_a_4s_token();
     sim.clear_requests();
     let a = hosts[0].run(&[]);
     assert_eq!(a.code, 0, "{a:?}");
@@ -327,9 +323,7 @@ fn a_shared_ui_token_is_not_rotated() {
 #[test]
 fn an_expired_pat_does_not_stop_a_host_whose_tokens_verify() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     host.template_with_pat(&sim.url(), "glpat-expired-0000000000");
     let run = host.run(&[]);
@@ -343,83 +337,15 @@ fn an_expired_pat_does_not_stop_a_host_whose_tokens_verify() {
     );
 }
 
-/// A proxy that forwards everything to `upstream`, but answers the first
-/// request whose path contains `hit` with 502 *after* GitLab handled it
-/// (nginx: upstream reset / timeout after processing).
-fn flaky_proxy(upstream: u16, hit: &'static str) -> u16 {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let fired = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut client) = conn else { continue };
-            let fired = fired.clone();
-            std::thread::spawn(move || {
-                loop {
-                    let mut buf = Vec::new();
-                    let mut byte = [0u8; 1];
-                    while !buf.ends_with(b"\r\n\r\n") {
-                        match client.read(&mut byte) {
-                            Ok(1) => buf.push(byte[0]),
-                            _ => return,
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf).to_string();
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())
-                                .flatten()
-                        })
-                        .unwrap_or(0);
-                    let mut body = vec![0u8; len];
-                    client.read_exact(&mut body).unwrap();
-                    let head = head.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
-                    let mut up = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                    up.write_all(head.as_bytes()).unwrap();
-                    up.write_all(&body).unwrap();
-                    let mut resp = Vec::new();
-                    up.read_to_end(&mut resp).unwrap();
-                    let first_line = head.lines().next().unwrap_or("").to_string();
-                    if first_line.contains(hit)
-                        && !fired.swap(true, std::sync::atomic::Ordering::SeqCst)
-                    {
-                        let msg = b"bad gateway";
-                        let _ = client.write_all(
-                            format!(
-                                "HTTP/1.1 502 Bad Gateway\r\ncontent-length: {}\r\n\r\n",
-                                msg.len()
-                            )
-                            .as_bytes(),
-                        );
-                        let _ = client.write_all(msg);
-                    } else {
-                        let _ = client.write_all(&resp);
-                        return; // upstream said close; close too
-                    }
-                }
-            });
-        }
-    });
-    port
-}
-
 /// A rotation that GitLab carried out but whose answer was lost (a proxy's
 /// 502 after the handler ran) is not repeated: a repeat would present the
 /// replaced token and fail anyway. The run fails; with a PAT the next run
 /// finds the runner whose token was lost and replaces it.
 #[test]
 fn a_reset_is_never_repeated_once_it_may_have_reached_gitlab() {
-    let sim = Sim::start_with(gitlab_sim::SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
-    let port = flaky_proxy(sim.port(), "reset_authentication_token");
-    let url = format!("http://127.0.0.1:{port}");
+    let sim = sim_issuing_due_tokens();
+    sim.fail_once_after_handler("POST", "/api/v4/runners/reset_authentication_token");
+    let url = sim.url();
     let host = Host::new();
     host.template_with_pat(&url, ADMIN_PAT);
     host.write_executor(
@@ -427,7 +353,6 @@ fn a_reset_is_never_repeated_once_it_may_have_reached_gitlab() {
         &format!("url = \"{url}\"\nexecutor = \"shell\"\n"),
     );
     assert_eq!(host.run(&[]).code, 0);
-    wait_into_last_quarter_of_a_4s_token();
     sim.clear_requests();
     let run = host.run(&[]);
     assert_eq!(run.code, 1, "{run:?}");
@@ -445,23 +370,6 @@ fn a_reset_is_never_repeated_once_it_may_have_reached_gitlab() {
     let runners = sim.runners();
     assert_eq!(runners.len(), 1, "{runners:#?}");
     assert!(host.config().contains(&runners[0].token));
-}
-
-/// What GitLab's 7-day stale-manager clean-up does to a runner.
-fn drop_manager(sim: &Sim, token: &str, system_id: &str) {
-    use std::io::{Read, Write};
-    let body = format!(r#"{{"token":"{token}","system_id":"{system_id}"}}"#);
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", sim.port())).unwrap();
-    write!(
-        s,
-        "DELETE /api/v4/runners/managers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    assert!(resp.starts_with("HTTP/1.1 204"), "{resp}");
 }
 
 #[test]
@@ -503,7 +411,8 @@ fn a_siblings_runner_whose_manager_went_stale_is_not_deleted() {
     node01.shell_executor(&sim.url());
     assert_eq!(node01.run(&[]).code, 0);
     let theirs = sim.runners()[0].clone();
-    drop_manager(&sim, &theirs.token, "r_node01000000");
+    // GitLab's 7-day clean-up of stale managers.
+    assert!(sim.expire_manager(theirs.id, "r_node01000000"));
     let node = Host::with_hostname("ci-node");
     node.set_system_id("r_node00000000");
     node.template_with_pat(&sim.url(), ADMIN_PAT);
@@ -566,7 +475,6 @@ fn a_shared_ui_token_is_not_rotated_after_a_failed_listing() {
         ),
     );
     hosts[0].template_with_pat(&sim.url(), "glpat-expired-0000000000");
-    wait_into_last_quarter_of_a_4s_token();
     let a = hosts[0].run(&[]);
     assert_eq!(
         count(
@@ -623,9 +531,7 @@ fn a_ui_runner_is_released_only_once_its_replacement_exists() {
 #[test]
 fn a_rejected_executor_token_is_not_silently_replaced_by_the_old_runner() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     host.write_executor(
         "shell.toml",

@@ -206,9 +206,7 @@ fn a_fleet_restarting_together_converges_under_rate_limiting() {
 #[test]
 fn a_run_of_429s_longer_than_the_attempt_cap_is_waited_out() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     sim.throttle_next(12, 0);
     let run = run_command(host.command(&["--timeout", "60"]));
     assert_eq!(run.code, 0, "{run:?}");
@@ -292,9 +290,7 @@ fn a_fresh_host_whose_create_fails_writes_no_empty_config() {
 #[test]
 fn a_rejected_pat_on_a_host_whose_tokens_verify_is_a_counted_warning() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     host.template_with_pat(&sim.url(), "glpat-revoked0000000000000");
     let run = host.run(&[]);

@@ -45,9 +45,7 @@ fn every_third_request_failing_with_502_converges() {
         fail_every: Some(3),
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(
@@ -114,9 +112,7 @@ fn rate_limited_gitlab_is_waited_for() {
 #[test]
 fn gitlab_down_keeps_the_last_config_within_the_deadline() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let secret_list = secrets(&sim);
     let config = host.config();
@@ -272,9 +268,7 @@ fn simultaneous_runs_make_one_runner_per_executor() {
         latency: Some(Duration::from_millis(20)),
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     let children: Vec<_> = (0..3)
         .map(|_| {
             host.command(&["--timeout", "30"])
@@ -301,9 +295,7 @@ fn simultaneous_runs_make_one_runner_per_executor() {
 #[test]
 fn an_emptied_executor_directory_deletes_nothing_without_allow_empty() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let config = host.config();
     for file in ["10-shell.toml", "20-docker.toml", "30-custom.toml"] {
@@ -340,9 +332,7 @@ fn an_emptied_executor_directory_deletes_nothing_without_allow_empty() {
 #[test]
 fn unreachable_gitlab_keeps_the_config_byte_for_byte_even_after_edits() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let before = host.config();
     let secret_list = secrets(&sim);

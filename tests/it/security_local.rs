@@ -7,6 +7,8 @@
 //! Tests that need a second user chown files to `nobody`; they run as root
 //! (as CI does) and are skipped, with a printed reason, otherwise.
 
+#![allow(unsafe_code)] // libc: geteuid, kill, mkfifo; see the SAFETY comments
+
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::os::unix::process::CommandExt;
@@ -14,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use gitlab_sim::{ADMIN_PAT, Sim};
+use rstest::rstest;
 
 use crate::support::*;
 
@@ -69,9 +72,7 @@ fn write_script(host: &Host, name: &str, body: &str) -> String {
 
 /// A host after a first good run: config, lock file and system id exist.
 fn synced_host(sim: &Sim) -> Host {
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(sim, Executors::Shell);
     let first = host.run(&[]);
     assert_eq!(first.code, 0, "{first:?}");
     sim.clear_requests();
@@ -149,147 +150,164 @@ fn assert_refused(host: &Host, sim: &Sim, run: &Run, expect: &[&str], config_bef
 
 type Break = fn(&Host, &Sim) -> PathBuf;
 
+/// A file or directory made untrusted, and what the refusal must say.
+struct Refusal {
+    name: &'static str,
+    /// Breaks a synced host; returns the path the message must name.
+    break_it: Break,
+    expect: &'static [&'static str],
+}
+
+fn refusal(name: &'static str, break_it: Break, expect: &'static [&'static str]) -> Refusal {
+    Refusal {
+        name,
+        break_it,
+        expect,
+    }
+}
+
 /// Every input of a run given to another user (modes left valid), or made
 /// writable by group: each is refused naming the path, owner, mode and fix.
-#[test]
-fn inputs_owned_or_writable_by_another_user_are_refused() {
+#[rstest]
+#[case::prefix_owned_by_nobody_mode_0700(refusal(
+    "prefix owned by nobody, mode 0700",
+    |h, _| {
+        give_to_nobody(&h.prefix);
+        h.prefix.clone()
+    },
+    &["owned by nobody", "mode 0700", "chown root"],
+))]
+#[case::instance_directory_owned_by_nobody_mode_0700(refusal(
+    "instance directory owned by nobody, mode 0700",
+    |h, _| {
+        give_to_nobody(&h.executor_dir());
+        h.executor_dir()
+    },
+    &["owned by nobody", "mode 0700", "chown root"],
+))]
+#[case::template_owned_by_nobody_naming_a_root_only_file_as_its_token(refusal(
+    // The probe of the issue: the template's owner points a
+    // registration token file at a root-only file.
+    "template owned by nobody, naming a root-only file as its token",
+    |h, s| {
+        let secret = h.dir.path().join("root-only-secret");
+        fs::write(&secret, "GR1348941rootonlysecret").unwrap();
+        chmod(&secret, 0o600);
+        h.write_template(&format!(
+            "[[client_configs]]\nurl = \"{}\"\nregistration_token_file = \"{}\"\n",
+            s.url(),
+            secret.display()
+        ));
+        give_to_nobody(&h.template_path());
+        h.template_path()
+    },
+    &["owned by nobody", "mode 0644", "chown root"],
+))]
+#[case::executor_file_owned_by_nobody(refusal(
+    "executor file owned by nobody",
+    |h, _| {
+        let file = h.executor_dir().join("shell.toml");
+        give_to_nobody(&file);
+        file
+    },
+    &["owned by nobody", "mode 0644", "chown root"],
+))]
+#[case::executor_file_writable_by_group(refusal(
+    "executor file writable by group",
+    |h, _| {
+        let file = h.executor_dir().join("shell.toml");
+        give_group_to_nobody(&file);
+        chmod(&file, 0o664);
+        file
+    },
+    &["writable by group or others", "mode 0664", "chmod go-w"],
+))]
+#[case::template_writable_by_others(refusal(
+    "template writable by others",
+    |h, _| {
+        chmod(&h.template_path(), 0o646);
+        h.template_path()
+    },
+    &["writable by group or others", "mode 0646", "chmod go-w"],
+))]
+#[case::pat_file_through_a_link_owned_by_nobody(refusal(
+    "PAT file (through a link) owned by nobody",
+    |h, s| {
+        let target = h.dir.path().join("pat-of-nobody");
+        fs::write(&target, ADMIN_PAT).unwrap();
+        chmod(&target, 0o600);
+        give_to_nobody(&target);
+        symlink(&target, h.prefix.join("gitlab-pat")).unwrap();
+        h.write_template(&format!(
+            "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
+            s.url()
+        ));
+        target
+    },
+    &[
+        "personal_access_token_file",
+        "owned by nobody",
+        "mode 0600",
+        "chown root",
+    ],
+))]
+#[case::pat_file_writable_by_group(refusal(
+    "PAT file writable by group",
+    |h, s| {
+        let file = h.prefix.join("gitlab-pat");
+        fs::write(&file, ADMIN_PAT).unwrap();
+        give_group_to_nobody(&file);
+        chmod(&file, 0o620);
+        h.write_template(&format!(
+            "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
+            s.url()
+        ));
+        file
+    },
+    &[
+        "personal_access_token_file",
+        "writable by group or others",
+        "mode 0620",
+    ],
+))]
+#[case::tls_ca_file_owned_by_nobody(refusal(
+    "tls_ca_file owned by nobody",
+    |h, s| {
+        let file = h.dir.path().join("ca.pem");
+        fs::write(&file, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        give_to_nobody(&file);
+        h.write_template(&format!(
+            "[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\ntls_ca_file = \"{}\"\n",
+            s.url(),
+            file.display()
+        ));
+        file
+    },
+    &["tls_ca_file", "owned by nobody", "chown root"],
+))]
+fn inputs_owned_or_writable_by_another_user_are_refused(#[case] refusal: Refusal) {
+    let Refusal {
+        name,
+        break_it,
+        expect,
+    } = refusal;
     if !can_chown("inputs_owned_or_writable_by_another_user_are_refused") {
         return;
     }
-    let cases: &[(&str, Break, &[&str])] = &[
-        (
-            "prefix owned by nobody, mode 0700",
-            |h, _| {
-                give_to_nobody(&h.prefix);
-                h.prefix.clone()
-            },
-            &["owned by nobody", "mode 0700", "chown root"],
-        ),
-        (
-            "instance directory owned by nobody, mode 0700",
-            |h, _| {
-                give_to_nobody(&h.executor_dir());
-                h.executor_dir()
-            },
-            &["owned by nobody", "mode 0700", "chown root"],
-        ),
-        (
-            // The probe of the issue: the template's owner points a
-            // registration token file at a root-only file.
-            "template owned by nobody, naming a root-only file as its token",
-            |h, s| {
-                let secret = h.dir.path().join("root-only-secret");
-                fs::write(&secret, "GR1348941rootonlysecret").unwrap();
-                chmod(&secret, 0o600);
-                h.write_template(&format!(
-                    "[[client_configs]]\nurl = \"{}\"\nregistration_token_file = \"{}\"\n",
-                    s.url(),
-                    secret.display()
-                ));
-                give_to_nobody(&h.template_path());
-                h.template_path()
-            },
-            &["owned by nobody", "mode 0644", "chown root"],
-        ),
-        (
-            "executor file owned by nobody",
-            |h, _| {
-                let file = h.executor_dir().join("shell.toml");
-                give_to_nobody(&file);
-                file
-            },
-            &["owned by nobody", "mode 0644", "chown root"],
-        ),
-        (
-            "executor file writable by group",
-            |h, _| {
-                let file = h.executor_dir().join("shell.toml");
-                give_group_to_nobody(&file);
-                chmod(&file, 0o664);
-                file
-            },
-            &["writable by group or others", "mode 0664", "chmod go-w"],
-        ),
-        (
-            "template writable by others",
-            |h, _| {
-                chmod(&h.template_path(), 0o646);
-                h.template_path()
-            },
-            &["writable by group or others", "mode 0646", "chmod go-w"],
-        ),
-        (
-            "PAT file (through a link) owned by nobody",
-            |h, s| {
-                let target = h.dir.path().join("pat-of-nobody");
-                fs::write(&target, ADMIN_PAT).unwrap();
-                chmod(&target, 0o600);
-                give_to_nobody(&target);
-                symlink(&target, h.prefix.join("gitlab-pat")).unwrap();
-                h.write_template(&format!(
-                    "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
-                    s.url()
-                ));
-                target
-            },
-            &[
-                "personal_access_token_file",
-                "owned by nobody",
-                "mode 0600",
-                "chown root",
-            ],
-        ),
-        (
-            "PAT file writable by group",
-            |h, s| {
-                let file = h.prefix.join("gitlab-pat");
-                fs::write(&file, ADMIN_PAT).unwrap();
-                give_group_to_nobody(&file);
-                chmod(&file, 0o620);
-                h.write_template(&format!(
-                    "[[client_configs]]\nurl = \"{}\"\npersonal_access_token_file = \"gitlab-pat\"\n",
-                    s.url()
-                ));
-                file
-            },
-            &[
-                "personal_access_token_file",
-                "writable by group or others",
-                "mode 0620",
-            ],
-        ),
-        (
-            "tls_ca_file owned by nobody",
-            |h, s| {
-                let file = h.dir.path().join("ca.pem");
-                fs::write(&file, "-----BEGIN CERTIFICATE-----\n").unwrap();
-                give_to_nobody(&file);
-                h.write_template(&format!(
-                    "[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\ntls_ca_file = \"{}\"\n",
-                    s.url(),
-                    file.display()
-                ));
-                file
-            },
-            &["tls_ca_file", "owned by nobody", "chown root"],
-        ),
-    ];
-    for (name, break_it, expect) in cases {
-        println!("--- {name}");
-        let sim = Sim::start();
-        let host = synced_host(&sim);
-        let config_before = fs::read(host.config_path()).unwrap();
-        let path = break_it(&host, &sim);
-        let run = host.run(&[]);
-        let shown = path.display().to_string();
-        let mut want = vec![shown.as_str()];
-        want.extend_from_slice(expect);
-        assert_refused(&host, &sim, &run, &want, &config_before);
-        // --dry-run and `register-runner` read the same inputs.
-        let dry = host.run(&["--dry-run"]);
-        assert_eq!(dry.code, 1, "{name}: {dry:?}");
-        assert!(dry.stderr.contains(&shown), "{name}: {dry:?}");
-    }
+    println!("--- {name}");
+    let sim = Sim::start();
+    let host = synced_host(&sim);
+    let config_before = fs::read(host.config_path()).unwrap();
+    let path = break_it(&host, &sim);
+    let run = host.run(&[]);
+    let shown = path.display().to_string();
+    let mut want = vec![shown.as_str()];
+    want.extend_from_slice(expect);
+    assert_refused(&host, &sim, &run, &want, &config_before);
+    // --dry-run and `register-runner` read the same inputs.
+    let dry = host.run(&["--dry-run"]);
+    assert_eq!(dry.code, 1, "{name}: {dry:?}");
+    assert!(dry.stderr.contains(&shown), "{name}: {dry:?}");
 }
 
 /// Group write is harmless when the group is the owner's private group
@@ -306,9 +324,7 @@ fn group_write_in_the_owners_private_group_is_accepted() {
         return;
     }
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     chmod(&host.template_path(), 0o664);
     chmod(&host.executor_dir().join("shell.toml"), 0o664);
     let run = host.run(&[]);
@@ -538,9 +554,7 @@ fn still_running(pid_file: &Path) -> bool {
 #[test]
 fn capture_tags_output_held_open_by_a_background_child() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let pid_file = host.dir.path().join("bg.pid");
     let script = write_script(
         &host,
@@ -579,9 +593,7 @@ fn capture_tags_output_held_open_by_a_background_child() {
 #[test]
 fn capture_tags_timeout_kills_the_process_group() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let pid_file = host.dir.path().join("bg.pid");
     let script = write_script(
         &host,
@@ -638,9 +650,7 @@ fn capture_tags_values_and_protected_keys() {
     ];
     for (body, expect) in refused {
         let sim = Sim::start();
-        let host = Host::new();
-        host.template_with_pat(&sim.url(), ADMIN_PAT);
-        host.shell_executor(&sim.url());
+        let host = Host::fresh(&sim, Executors::Shell);
         let script = write_script(&host, "capture.sh", body);
         let run = host.run(&["--capture-tags", &script]);
         println!("{}", error_line(&run));
@@ -653,9 +663,7 @@ fn capture_tags_values_and_protected_keys() {
     }
     // The tool's own values may be repeated.
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let script = write_script(
         &host,
         "capture.sh",
@@ -680,9 +688,7 @@ fn capture_tags_program_another_user_can_replace_is_not_run() {
         (false, 0o775, "writable by group or others"),
     ] {
         let sim = Sim::start();
-        let host = Host::new();
-        host.template_with_pat(&sim.url(), ADMIN_PAT);
-        host.shell_executor(&sim.url());
+        let host = Host::fresh(&sim, Executors::Shell);
         let ran = host.dir.path().join("ran");
         let script = write_script(
             &host,

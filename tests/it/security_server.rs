@@ -50,19 +50,12 @@ fn run_measured(host: &Host, args: &[&str]) -> (Run, u64, Duration) {
     (run, peak_kib, started.elapsed())
 }
 
-fn pat_host(sim: &Sim) -> Host {
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
-    host
-}
-
 // ---- 5. Bounded response bodies ------------------------------------------
 
 #[test]
 fn an_endless_body_fails_its_request_fast_in_bounded_memory() {
     let sim = Sim::start();
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
     sim.set_hostile(
         "POST",
         "/api/v4/user/runners",
@@ -91,7 +84,7 @@ fn an_endless_body_fails_its_request_fast_in_bounded_memory() {
 #[test]
 fn a_body_over_the_cap_fails_and_one_under_it_is_read() {
     let sim = Sim::start();
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
     let leftover = sim.seed_runner(SeedRunner {
         description: "ci-node01 main old Runner".into(),
         tag_list: IDENTIFYING.iter().map(|t| t.to_string()).collect(),
@@ -205,7 +198,7 @@ fn unusable_tokens() -> Vec<(&'static str, Value)> {
 fn a_created_runner_with_an_unusable_token_fails_and_nothing_is_saved() {
     for (what, token) in unusable_tokens() {
         let sim = Sim::start();
-        let host = pat_host(&sim);
+        let host = Host::fresh(&sim, Executors::Shell);
         bad_token(&sim, "POST", "/api/v4/user/runners", token.clone());
         let run = host.run(&[]);
         assert_eq!(run.code, 1, "{what}: {run:?}");
@@ -235,7 +228,7 @@ fn a_created_runner_with_an_unusable_token_fails_and_nothing_is_saved() {
 #[test]
 fn a_created_runner_id_beyond_gitlabs_range_is_refused() {
     let sim = Sim::start();
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
     sim.set_hostile(
         "POST",
         "/api/v4/user/runners",
@@ -267,14 +260,10 @@ fn registered_reset_verified_and_restored_tokens_are_checked_too() {
     assert!(!host.config_path().exists() || !host.config().contains("glrtr-"));
 
     // POST /runners/reset_authentication_token (rotation).
-    let sim = Sim::start_with(SimOptions {
-        token_lifetime: Some(Duration::from_secs(4)),
-        ..Default::default()
-    });
-    let host = pat_host(&sim);
+    let sim = sim_issuing_due_tokens();
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let before = host.config();
-    wait_into_last_quarter_of_a_4s_token();
     bad_token(
         &sim,
         "POST",
@@ -289,7 +278,7 @@ fn registered_reset_verified_and_restored_tokens_are_checked_too() {
 
     // POST /runners/verify answering with another, unusable token.
     let sim = Sim::start();
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let before = host.config();
     bad_token(&sim, "POST", "/api/v4/runners/verify", json!(""));
@@ -303,7 +292,7 @@ fn registered_reset_verified_and_restored_tokens_are_checked_too() {
         patched: true,
         ..Default::default()
     });
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     std::fs::remove_file(host.config_path()).unwrap();
     bad_token(&sim, "GET", "/api/v4/runners/*", json!("glrt-\nforged = 1"));
@@ -336,7 +325,7 @@ fn an_error_that_echoes_the_request_shows_no_secret() {
     // The PAT (a header) in POST /user/runners, and a held runner token
     // in POST /runners/verify.
     let sim = Sim::start();
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     host.write_executor(
         "docker.toml",
@@ -416,7 +405,7 @@ fn control_characters_from_gitlab_are_escaped_in_logs_and_the_report() {
         tag_list: IDENTIFYING.iter().map(|t| t.to_string()).collect(),
         ..Default::default()
     });
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
 
     let dry = host.run(&["--dry-run"]);
     assert_eq!(dry.code, 2, "{dry:?}");
@@ -476,7 +465,7 @@ fn control_characters_in_system_ids_and_error_text_are_escaped() {
             r#"{"message":"bad\u001b[2J\r\nERROR forged: \u009b31m"}"#,
         ),
     );
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
     for args in [&["-vv"][..], &["--dry-run", "-vv"]] {
         let run = host.run(args);
         assert_ne!(run.code, 0, "{run:?}");
@@ -575,7 +564,7 @@ fn garbage_stage() -> (Sim, Host, String) {
         token_lifetime: Some(Duration::from_secs(3600)),
         ..Default::default()
     });
-    let host = pat_host(&sim);
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     sim.seed_runner(SeedRunner {
         description: "ci-node01 main docker Runner".into(),
@@ -667,9 +656,7 @@ fn garbage_answers_never_crash_the_run() {
 #[test]
 fn a_retry_after_of_two_to_the_64_ends_at_the_deadline_without_a_panic() {
     let sim = gitlab_sim::Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), gitlab_sim::ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     sim.throttle_next(1, u64::MAX);
     let started = std::time::Instant::now();
     let run = run_command(host.command(&["--timeout", "2"]));

@@ -47,9 +47,30 @@ impl std::fmt::Debug for Run {
     }
 }
 
+/// The executor files of [`Host::fresh`].
+pub enum Executors {
+    /// `shell.toml` ([`Host::shell_executor`]).
+    Shell,
+    /// shell, docker and custom ([`Host::three_executors`]).
+    Three,
+}
+
 impl Host {
     pub fn new() -> Host {
         Host::with_hostname(HOSTNAME)
+    }
+
+    /// The usual opening: a fresh host whose template names `sim` with the
+    /// admin PAT ([`Host::template_with_pat`]) and whose executor files
+    /// are `executors`, all on `sim`.
+    pub fn fresh(sim: &Sim, executors: Executors) -> Host {
+        let host = Host::new();
+        host.template_with_pat(&sim.url(), gitlab_sim::ADMIN_PAT);
+        match executors {
+            Executors::Shell => host.shell_executor(&sim.url()),
+            Executors::Three => host.three_executors(&sim.url()),
+        }
+        host
     }
 
     pub fn with_hostname(hostname: &str) -> Host {
@@ -295,8 +316,54 @@ pub fn eventually(cond: impl Fn() -> bool) -> bool {
     cond()
 }
 
-/// With the simulator's `token_lifetime` at 4 s: waits until a token just
-/// issued is in the last quarter of its life (due for rotation).
-pub fn wait_into_last_quarter_of_a_4s_token() {
-    std::thread::sleep(std::time::Duration::from_millis(3200));
+/// How long GitLab accepts a token issued by [`sim_issuing_due_tokens`].
+pub const DUE_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A simulator whose runner tokens are due for rotation the moment they are
+/// issued, instead of waiting for a short-lived token to age: tokens live
+/// [`DUE_TOKEN_LIFETIME`], but GitLab's clock lags that much behind this
+/// host's, so the `token_expires_at` it answers is the time of issue on the
+/// tool's clock (past 75 % of the token's life: rotate), while GitLab itself
+/// accepts the token for that long in real time.
+pub fn sim_issuing_due_tokens() -> Sim {
+    let sim = Sim::start_with(gitlab_sim::SimOptions {
+        token_lifetime: Some(DUE_TOKEN_LIFETIME),
+        ..Default::default()
+    });
+    sim.set_clock_lag(DUE_TOKEN_LIFETIME);
+    sim
+}
+
+/// Escapes `text` for use as a literal in an insta filter (a regex).
+fn regex_literal(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '/' || c == '_' || c == '-' {
+                c.to_string()
+            } else {
+                format!("\\{c}")
+            }
+        })
+        .collect()
+}
+
+/// insta settings for what a run on `host` prints: what varies from run to
+/// run is replaced by a placeholder (the host's temp dir, other temp dirs,
+/// the simulator's port, timestamps, the visible start of runner tokens),
+/// so that the snapshot holds only what the tool decides to say.
+pub fn snapshot_settings(host: &Host) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(
+        &regex_literal(&host.dir.path().display().to_string()),
+        "[HOST]",
+    );
+    settings.add_filter(r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]");
+    settings.add_filter(r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]");
+    // Times of this run (not `0001-01-01T00:00:00Z`, "never expires").
+    settings.add_filter(
+        r"\b[12]\d{3}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)",
+        "[TIME]",
+    );
+    settings.add_filter(r"(glrtr?-)[A-Za-z0-9_-]{1,4}…", "${1}[TOKEN]…");
+    settings
 }

@@ -4,12 +4,45 @@ use gitlab_sim::{ADMIN_PAT, CreatedBy, REGISTRATION_TOKEN, SeedRunner, Sim, SimO
 
 use crate::support::*;
 
+/// A `[[runners]]` entry written: gitlab-runner's keys first, in its
+/// order, and the id, token and url of a runner GitLab has.
+fn assert_entry_of_a_gitlab_runner(
+    entry: &toml_edit::Table,
+    runners: &[gitlab_sim::RunnerState],
+    sim: &Sim,
+) {
+    let keys: Vec<&str> = entry.iter().map(|(k, _)| k).take(7).collect();
+    assert_eq!(
+        keys,
+        [
+            "name",
+            "url",
+            "id",
+            "token",
+            "token_obtained_at",
+            "token_expires_at",
+            "executor"
+        ]
+    );
+    let server = runners
+        .iter()
+        .find(|r| r.id as i64 == table_int(entry, "id"))
+        .unwrap();
+    assert_eq!(table_str(entry, "token"), server.token);
+    assert_eq!(table_str(entry, "url"), sim.url());
+    assert!(
+        entry
+            .get("token_expires_at")
+            .unwrap()
+            .as_datetime()
+            .is_some()
+    );
+}
+
 #[test]
 fn fresh_host_creates_three_runners_and_writes_config() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
 
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
@@ -71,32 +104,7 @@ fn fresh_host_creates_three_runners_and_writes_config() {
         ]
     );
     for entry in &entries {
-        let keys: Vec<&str> = entry.iter().map(|(k, _)| k).take(7).collect();
-        assert_eq!(
-            keys,
-            [
-                "name",
-                "url",
-                "id",
-                "token",
-                "token_obtained_at",
-                "token_expires_at",
-                "executor"
-            ]
-        );
-        let server = runners
-            .iter()
-            .find(|r| r.id as i64 == table_int(entry, "id"))
-            .unwrap();
-        assert_eq!(table_str(entry, "token"), server.token);
-        assert_eq!(table_str(entry, "url"), sim.url());
-        assert!(
-            entry
-                .get("token_expires_at")
-                .unwrap()
-                .as_datetime()
-                .is_some()
-        );
+        assert_entry_of_a_gitlab_runner(entry, &runners, &sim);
     }
     assert!(
         config.contains("token_expires_at = 0001-01-01T00:00:00Z"),
@@ -123,9 +131,7 @@ fn fresh_host_creates_three_runners_and_writes_config() {
 #[test]
 fn restarts_change_nothing() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let config = host.config();
     let mtime = host.config_mtime();
@@ -172,9 +178,7 @@ fn removed_executor_is_deleted_and_others_are_untouched() {
         tag_list: vec!["ci-node01".into(), "ci-node".into(), "main".into()],
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.three_executors(&sim.url());
+    let host = Host::fresh(&sim, Executors::Three);
     assert_eq!(host.run(&[]).code, 0);
     let docker = sim
         .runners()
@@ -222,9 +226,7 @@ fn unknown_runner_of_this_host_is_deleted() {
         tag_list: IDENTIFYING.iter().map(|t| t.to_string()).collect(),
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert!(sim.runner(leftover.id).is_none());
@@ -241,9 +243,7 @@ fn unknown_runner_of_this_host_is_deleted() {
 #[test]
 fn lost_config_replaces_the_runner_instead_of_duplicating_it() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
 
@@ -270,9 +270,7 @@ fn lost_config_on_a_patched_server_restores_the_token() {
         patched: true,
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
 
@@ -291,9 +289,7 @@ fn lost_config_on_a_patched_server_restores_the_token() {
 #[test]
 fn runner_deleted_in_gitlab_is_recreated() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let old = sim.runners()[0].clone();
     assert!(sim.remove_runner(old.id));
@@ -346,9 +342,7 @@ fn executor_with_its_own_token_is_verified_and_only_its_manager_removed() {
         tag_list: vec!["gpu".into()],
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     host.write_executor(
         "ui.toml",
         &format!(
@@ -424,9 +418,7 @@ fn prefix_written_by_the_original_tool_is_adopted() {
         token: Some("legacytoken0123456789".into()),
         ..Default::default()
     });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     std::fs::write(
         host.config_path(),
         format!(
@@ -541,9 +533,7 @@ fn group_runners_with_a_non_admin_pat_fall_back_to_get_runners() {
 #[test]
 fn changed_tags_are_updated_in_place() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let id = sim.runners()[0].id;
     host.write_executor(
@@ -567,17 +557,11 @@ fn changed_tags_are_updated_in_place() {
 
 #[test]
 fn a_token_near_expiry_is_rotated_and_saved() {
-    let sim = Sim::start_with(SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let sim = sim_issuing_due_tokens();
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
     let first = sim.runners()[0].clone();
     assert!(host.config().contains(&first.token));
-    wait_into_last_quarter_of_a_4s_token();
     let run = host.run(&[]);
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(
@@ -620,9 +604,7 @@ fn rotate_like_gitlab_runner(sim: &Sim, host: &Host, old: &str) -> String {
 #[test]
 fn a_token_rotated_by_gitlab_runner_is_kept() {
     let sim = Sim::start();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
     let ui = sim.seed_runner(SeedRunner {
         description: "ui".into(),
         ..Default::default()
@@ -791,15 +773,9 @@ fn a_settings_update_gitlab_refuses_is_a_warning() {
 
 #[test]
 fn the_tools_own_rotation_is_not_taken_for_gitlab_runners() {
-    let sim = Sim::start_with(SimOptions {
-        token_lifetime: Some(std::time::Duration::from_secs(4)),
-        ..Default::default()
-    });
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let sim = sim_issuing_due_tokens();
+    let host = Host::fresh(&sim, Executors::Shell);
     assert_eq!(host.run(&[]).code, 0);
-    wait_into_last_quarter_of_a_4s_token();
     let run = host.run(&[]);
     assert!(run.stderr.contains("rotating token"), "{run:?}");
     assert!(!run.stderr.contains("gitlab-runner rotated"), "{run:?}");
@@ -829,7 +805,13 @@ fn a_new_token_is_saved_before_it_is_verified() {
         "no create"
     );
     // The verify that follows the create now waits out the latency.
-    std::thread::sleep(Duration::from_millis(150));
+    assert!(
+        eventually(|| sim
+            .in_flight()
+            .iter()
+            .any(|r| r.path == "/api/v4/runners/verify")),
+        "no verify"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(

@@ -44,9 +44,7 @@ fn private_ca_in_tls_ca_file() {
 #[test]
 fn untrusted_certificate_fails_and_sends_nothing() {
     let sim = https_sim();
-    let host = Host::new();
-    host.template_with_pat(&sim.url(), ADMIN_PAT);
-    host.shell_executor(&sim.url());
+    let host = Host::fresh(&sim, Executors::Shell);
 
     let run = host.run(&[]);
     assert_eq!(run.code, 1, "{run:?}");

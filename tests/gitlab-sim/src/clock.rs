@@ -19,6 +19,12 @@ pub(crate) fn add(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
     t.checked_add(d).unwrap_or(t)
 }
 
+/// `t - d`, saturating instead of overflowing on absurd durations.
+pub(crate) fn sub(t: OffsetDateTime, d: Duration) -> OffsetDateTime {
+    let d = time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+    t.checked_sub(d).unwrap_or(t)
+}
+
 /// GitLab's JSON timestamp form, e.g. `2024-05-01T12:00:00.123Z`.
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);

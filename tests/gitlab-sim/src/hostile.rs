@@ -85,10 +85,15 @@ impl Rule {
         if !self.method.eq_ignore_ascii_case(method) {
             return false;
         }
-        let want: Vec<&str> = self.pattern.trim_end_matches('/').split('/').collect();
-        let got: Vec<&str> = path.trim_end_matches('/').split('/').collect();
-        want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| *w == "*" || w == g)
+        path_matches(&self.pattern, path)
     }
+}
+
+/// Whether `path` matches `pattern` (`*` = one segment).
+pub(crate) fn path_matches(pattern: &str, path: &str) -> bool {
+    let want: Vec<&str> = pattern.trim_end_matches('/').split('/').collect();
+    let got: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    want.len() == got.len() && want.iter().zip(&got).all(|(w, g)| *w == "*" || w == g)
 }
 
 const CHUNK: usize = 64 * 1024;

@@ -3,7 +3,8 @@
 //! Rack::Attack's `RateLimit-*` and `Retry-After` headers), dropping
 //! connections, the registration-token switch (410), LLNL's patched
 //! `runner_details` (token exposed), the runner token lifetime, a broken
-//! pagination of the runner lists, and hostile answers (`hostile.rs`).
+//! pagination of the runner lists, a 502 after the handler ran, and hostile
+//! answers (`hostile.rs`). The clock lag lives with the world (`state.rs`).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,6 +51,9 @@ struct Inner {
     /// `(requests left, Retry-After seconds)`: answer that many 429s.
     throttle_next: (u64, u64),
     hostile: Vec<Rule>,
+    /// `(method, pattern)`: the next matching request is handled, then
+    /// answered 502 (each entry fires once).
+    fail_after_handler: Vec<(String, String)>,
 }
 
 /// The rate limiter's verdict on one request.
@@ -78,6 +82,7 @@ impl Knobs {
                 listing_fault: None,
                 throttle_next: (0, 0),
                 hostile: Vec::new(),
+                fail_after_handler: Vec::new(),
             }),
             drop_connections: AtomicBool::new(false),
         }
@@ -233,6 +238,24 @@ impl Knobs {
             pattern: pattern.to_string(),
             answer,
         });
+    }
+
+    /// The next `method` request matching `pattern` is handled, then
+    /// answered 502 (once).
+    pub(crate) fn fail_once_after_handler(&self, method: &str, pattern: &str) {
+        self.lock()
+            .fail_after_handler
+            .push((method.to_string(), pattern.to_string()));
+    }
+
+    /// Whether this request's answer must be replaced by a 502 (consumes
+    /// the entry that says so).
+    pub(crate) fn take_fail_after_handler(&self, method: &str, path: &str) -> bool {
+        let mut k = self.lock();
+        let hit = k.fail_after_handler.iter().position(|(m, p)| {
+            m.eq_ignore_ascii_case(method) && crate::hostile::path_matches(p, path)
+        });
+        hit.map(|i| k.fail_after_handler.remove(i)).is_some()
     }
 
     pub(crate) fn clear_hostile(&self) {

@@ -273,4 +273,29 @@ impl Sim {
     pub fn clear_hostile(&self) {
         self.shared.knobs.clear_hostile();
     }
+
+    /// GitLab's clock runs `lag` behind the real one from now on: token
+    /// expiry (`token_expires_at` of tokens issued, and whether a token is
+    /// still valid), `created_at`, `contacted_at` and runner status use it.
+    /// A token issued with `token_lifetime` ≤ `lag` looks, to a client on
+    /// the real clock, as if it were already at the end of its life, while
+    /// GitLab accepts it for `token_lifetime` of real time: a token "in its
+    /// last quarter" without waiting for it to age.
+    pub fn set_clock_lag(&self, lag: Duration) {
+        self.shared.world().set_clock_lag(lag);
+    }
+
+    /// The next `method` request whose path matches `pattern` (`*` = one
+    /// segment) is handled as usual, then answered 502 (a proxy losing the
+    /// answer after GitLab did the work). Once; calls add up.
+    pub fn fail_once_after_handler(&self, method: &str, pattern: &str) {
+        self.shared.knobs.fail_once_after_handler(method, pattern);
+    }
+
+    /// Removes runner `id`'s manager for `system_id`, as GitLab's clean-up
+    /// of managers not seen for 7 days does; `false` if there was none.
+    /// No request is logged.
+    pub fn expire_manager(&self, id: u64, system_id: &str) -> bool {
+        self.shared.world().expire_manager(id, system_id)
+    }
 }

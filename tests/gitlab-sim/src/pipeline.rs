@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -92,7 +93,7 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
     let pat = auth::pat(&parts.headers, &known);
     let auth_kind = {
         let world = sh.world();
-        auth::classify(pat.as_deref(), known.raw_str("token"), &world, clock::now())
+        auth::classify(pat.as_deref(), known.raw_str("token"), &world, world.now())
     };
 
     if let Some(latency) = sh.knobs.latency() {
@@ -117,28 +118,10 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
             (_, Some(replaced), _) => replaced,
             (_, None, Err(e)) => e.into_response(),
             (_, None, Ok(params)) => {
-                let conn = parts.extensions.get::<ConnInfo>().copied();
-                let host = parts
-                    .headers
-                    .get(header::HOST)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_string)
-                    .or_else(|| conn.map(|c| c.local.to_string()))
-                    .unwrap_or_else(|| "127.0.0.1".to_string());
-                let peer_ip = conn.map(|c| c.peer.ip().to_string());
-                let ctx = Ctx {
-                    params,
-                    pat,
-                    host,
-                    path: path.clone(),
-                    peer_ip,
-                };
+                let ctx = context(&parts, params, pat, &path);
                 parts.extensions.insert(Arc::new(ctx));
                 let response = next.run(Request::from_parts(parts, Body::empty())).await;
-                match &hostile {
-                    Some(HostileAnswer::Rewrite(f)) => hostile::rewritten(response, f).await,
-                    _ => response,
-                }
+                after_handler(&sh, &method, &path, hostile.as_ref(), response).await
             }
         };
         if let Some(v) = verdict {
@@ -164,6 +147,46 @@ pub(crate) async fn pipeline(State(sh): State<Arc<Shared>>, req: Request, next: 
         user_agent,
     });
     response
+}
+
+/// The handlers' view of a request: its parameters and who is asking.
+fn context(parts: &Parts, params: Params, pat: Option<String>, path: &str) -> Ctx {
+    let conn = parts.extensions.get::<ConnInfo>().copied();
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| conn.map(|c| c.local.to_string()))
+        .unwrap_or_else(|| "127.0.0.1".to_string());
+    let peer_ip = conn.map(|c| c.peer.ip().to_string());
+    Ctx {
+        params,
+        pat,
+        host,
+        path: path.to_string(),
+        peer_ip,
+    }
+}
+
+/// The handler's answer as sent: lost to a 502 when a knob says so, or
+/// rewritten by a hostile rule.
+async fn after_handler(
+    sh: &Shared,
+    method: &str,
+    path: &str,
+    hostile: Option<&HostileAnswer>,
+    response: Response,
+) -> Response {
+    if sh.knobs.take_fail_after_handler(method, path) {
+        // A proxy's 502 after GitLab did the work (nginx: upstream reset
+        // or timeout after processing).
+        return bad_gateway();
+    }
+    match hostile {
+        Some(HostileAnswer::Rewrite(f)) => hostile::rewritten(response, f).await,
+        _ => response,
+    }
 }
 
 /// What a reverse proxy in front of GitLab answers when the app is away.

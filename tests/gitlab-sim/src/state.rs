@@ -291,6 +291,8 @@ pub(crate) struct World {
     runners: BTreeMap<u64, Runner>,
     next_runner_id: u64,
     next_manager_id: u64,
+    /// How far GitLab's clock is behind the real one (a test knob).
+    clock_lag: Duration,
 }
 
 impl Default for World {
@@ -299,6 +301,7 @@ impl Default for World {
             runners: BTreeMap::new(),
             next_runner_id: 1,
             next_manager_id: 1,
+            clock_lag: Duration::ZERO,
         }
     }
 }
@@ -338,9 +341,19 @@ impl World {
         }
     }
 
+    /// GitLab's "now": the real time minus the clock lag.
+    pub(crate) fn now(&self) -> OffsetDateTime {
+        clock::sub(clock::now(), self.clock_lag)
+    }
+
+    /// Sets how far GitLab's clock is behind the real one.
+    pub(crate) fn set_clock_lag(&mut self, lag: Duration) {
+        self.clock_lag = lag;
+    }
+
     /// Creates a runner; its token expires `lifetime` from now, if given.
     pub(crate) fn create(&mut self, new: NewRunner, lifetime: Option<Duration>) -> &Runner {
-        let now = clock::now();
+        let now = self.now();
         let prefix = match new.created_by {
             CreatedBy::RegistrationToken => "glrtr-",
             CreatedBy::Pat | CreatedBy::Seed => "glrt-",
@@ -406,7 +419,7 @@ impl World {
         info: &RunnerInfo,
         ip: Option<&str>,
     ) {
-        let now = clock::now();
+        let now = self.now();
         let manager_id = self.next_manager_id;
         let Some(runner) = self.runners.get_mut(&id) else {
             return;
@@ -451,15 +464,27 @@ impl World {
         set(&mut manager.architecture, &info.architecture);
     }
 
+    /// Removes the manager for `system_id` from runner `id`, as GitLab's
+    /// clean-up of managers not seen for 7 days does; `false` if none.
+    pub(crate) fn expire_manager(&mut self, id: u64, system_id: &str) -> bool {
+        let Some(runner) = self.runners.get_mut(&id) else {
+            return false;
+        };
+        let before = runner.managers.len();
+        runner.managers.retain(|m| m.system_id != system_id);
+        runner.managers.len() != before
+    }
+
     /// Replaces the runner's token (the old one stops working at once).
     pub(crate) fn reset_token(&mut self, id: u64, lifetime: Option<Duration>) -> Option<&Runner> {
         let token = self.fresh_token(match self.runners.get(&id)?.created_by {
             CreatedBy::RegistrationToken => "glrtr-",
             CreatedBy::Pat | CreatedBy::Seed => "glrt-",
         });
+        let now = self.now();
         let runner = self.runners.get_mut(&id)?;
         runner.token = token;
-        runner.token_expires_at = lifetime.map(|d| clock::add(clock::now(), d));
+        runner.token_expires_at = lifetime.map(|d| clock::add(now, d));
         Some(runner)
     }
 }

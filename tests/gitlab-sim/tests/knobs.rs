@@ -1,5 +1,6 @@
 //! The test knobs: latency, fail_every, rate limit, dropped connections,
-//! registration switch, patched details, token lifetime, and stop.
+//! registration switch, patched details, token lifetime, a lagging clock,
+//! a 502 after the handler ran, an expired manager, and stop.
 
 mod common;
 
@@ -443,4 +444,82 @@ fn listing_faults_break_the_next_page() {
     sim.set_listing_fault(None);
     let resp = get(&sim, path, ADMIN_PAT);
     assert_eq!(header(&resp, "x-next-page").as_deref(), Some("2"));
+}
+
+#[test]
+fn a_lagging_clock_issues_tokens_expiring_now_that_stay_valid() {
+    let sim = Sim::start_with(SimOptions {
+        token_lifetime: Some(Duration::from_secs(60)),
+        ..SimOptions::default()
+    });
+    sim.set_clock_lag(Duration::from_secs(60));
+    let before = time::OffsetDateTime::now_utc() - time::Duration::milliseconds(1);
+    let (status, body) = create(&sim, ADMIN_PAT, json!({"runner_type": "instance_type"}));
+    assert_eq!(status, 201, "{body}");
+    let after = time::OffsetDateTime::now_utc();
+    let expires = time::OffsetDateTime::parse(
+        body["token_expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    // On the real clock the token expires as it is issued…
+    assert!(
+        before <= expires && expires <= after,
+        "{expires} not in {before}..{after}"
+    );
+    // …while GitLab, 60 s behind, takes it for a minute yet.
+    let token = body["token"].as_str().unwrap();
+    let (status, v) = token_call(
+        &sim,
+        Method::POST,
+        "/runners/verify",
+        json!({"token": token}),
+    );
+    assert_eq!(status, 200, "{v}");
+    sim.set_clock_lag(Duration::ZERO);
+    let (status, _) = token_call(
+        &sim,
+        Method::POST,
+        "/runners/verify",
+        json!({"token": token}),
+    );
+    assert_eq!(status, 403, "expired once the clock catches up");
+}
+
+#[test]
+fn fail_once_after_handler_applies_the_request_then_answers_502_once() {
+    let sim = Sim::start();
+    sim.fail_once_after_handler("POST", "/api/v4/user/runners");
+    let body = json!({"runner_type": "instance_type"});
+    assert_eq!(get(&sim, "/runners/all", ADMIN_PAT).status().as_u16(), 200);
+    let (status, _) = create(&sim, ADMIN_PAT, body.clone());
+    assert_eq!(status, 502);
+    assert_eq!(sim.runners().len(), 1, "the handler ran");
+    let (status, _) = create(&sim, ADMIN_PAT, body);
+    assert_eq!(status, 201, "once only");
+    let logged: Vec<u16> = sim.requests().iter().map(|r| r.status).collect();
+    assert_eq!(logged, [200, 502, 201]);
+}
+
+#[test]
+fn expire_manager_removes_one_hosts_manager() {
+    let sim = Sim::start();
+    let (id, token) = admin_runner(&sim, &[]);
+    for system_id in ["s_aaaaaaaaaaaa", "s_bbbbbbbbbbbb"] {
+        let (status, v) = token_call(
+            &sim,
+            Method::POST,
+            "/runners/verify",
+            json!({"token": token, "system_id": system_id}),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    assert!(sim.expire_manager(id, "s_aaaaaaaaaaaa"));
+    assert!(!sim.expire_manager(id, "s_aaaaaaaaaaaa"), "already gone");
+    assert!(
+        !sim.expire_manager(id + 1, "s_bbbbbbbbbbbb"),
+        "no such runner"
+    );
+    let managers = sim.runner(id).unwrap().managers;
+    assert_eq!(managers.len(), 1, "{managers:?}");
 }

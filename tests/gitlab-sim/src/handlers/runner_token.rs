@@ -13,7 +13,6 @@ use axum::response::Response;
 use super::{Aliases, Settings, json, no_content, runner_info, stored_timeout};
 use crate::REGISTRATION_TOKEN;
 use crate::app::Shared;
-use crate::clock;
 use crate::entities;
 use crate::error::ApiError;
 use crate::pipeline::Ctx;
@@ -99,7 +98,7 @@ pub(crate) async fn verify(
     let (_, info) = runner_info(p)?;
     let mut world = sh.world();
     let id = world
-        .by_token(&token, clock::now())
+        .by_token(&token, world.now())
         .ok_or_else(|| ApiError::forbidden(None))?;
     world.heartbeat(id, system_id.as_deref(), &info, ctx.peer_ip.as_deref());
     let runner = world.get(id).ok_or_else(|| ApiError::forbidden(None))?;
@@ -116,7 +115,7 @@ pub(crate) async fn unregister(
     let token = p.string("token")?.unwrap_or_default();
     let mut world = sh.world();
     let id = world
-        .by_token(&token, clock::now())
+        .by_token(&token, world.now())
         .ok_or_else(|| ApiError::forbidden(None))?;
     world.remove(id);
     Ok(no_content())
@@ -133,7 +132,7 @@ pub(crate) async fn delete_manager(
     let system_id = p.string("system_id")?.unwrap_or_default();
     let mut world = sh.world();
     let id = world
-        .by_token(&token, clock::now())
+        .by_token(&token, world.now())
         .ok_or_else(|| ApiError::forbidden(None))?;
     let runner = world.get_mut(id).ok_or_else(|| ApiError::forbidden(None))?;
     let index = runner
@@ -158,7 +157,7 @@ pub(crate) async fn reset_token(
     let lifetime = sh.knobs.token_lifetime();
     let mut world = sh.world();
     let id = world
-        .by_token(&token, clock::now())
+        .by_token(&token, world.now())
         .ok_or_else(|| ApiError::forbidden(None))?;
     world.heartbeat(id, system_id.as_deref(), &info, ctx.peer_ip.as_deref());
     let runner = world

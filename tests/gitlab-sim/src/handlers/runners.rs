@@ -14,7 +14,6 @@ use serde_json::Value;
 use super::{Aliases, Settings, json, no_content, runner_id, stored_timeout};
 use crate::app::Shared;
 use crate::auth::{self, Caller};
-use crate::clock;
 use crate::entities;
 use crate::error::ApiError;
 use crate::pagination;
@@ -126,7 +125,7 @@ fn list(sh: &Shared, ctx: &Ctx, all: bool) -> Result<Response, ApiError> {
             "Scope contains invalid value",
         ));
     }
-    let now = clock::now();
+    let now = sh.world().now();
     let items: Vec<Value> = {
         let world = sh.world();
         world
@@ -176,7 +175,7 @@ pub(crate) async fn show(
     if !caller.can_read(runner) {
         return Err(no_access());
     }
-    let body = entities::runner_details(runner, clock::now(), caller, patched, &ctx.base_url());
+    let body = entities::runner_details(runner, world.now(), caller, patched, &ctx.base_url());
     Ok(json(StatusCode::OK, body))
 }
 
@@ -192,7 +191,7 @@ pub(crate) async fn managers(
     if !caller.can_read(runner) {
         return Err(no_access());
     }
-    let now = clock::now();
+    let now = world.now();
     let mut managers: Vec<_> = runner.managers.iter().collect();
     managers.sort_by_key(|m| m.id);
     let body = managers.iter().map(|m| entities::manager(m, now)).collect();
@@ -228,6 +227,7 @@ pub(crate) async fn update(
     )?;
     let patched = sh.knobs.patched();
     let mut world = sh.world();
+    let now = world.now();
     let runner = world
         .get_mut(id)
         .ok_or_else(|| ApiError::not_found("Runner"))?;
@@ -273,7 +273,7 @@ pub(crate) async fn update(
         updated.maximum_timeout = stored_timeout(settings.maximum_timeout);
     }
     *runner = updated;
-    let body = entities::runner_details(runner, clock::now(), caller, patched, &ctx.base_url());
+    let body = entities::runner_details(runner, now, caller, patched, &ctx.base_url());
     Ok(json(StatusCode::OK, body))
 }
 
