@@ -33,7 +33,9 @@ fn main() {
             // Only a checkout of this very package counts: a tarball unpacked
             // inside some other git repository must not report that one's HEAD.
             let top = git(&["rev-parse", "--show-toplevel"]).map(PathBuf::from);
-            let here = PathBuf::from(env!("CARGO_MANIFEST_DIR")).canonicalize().ok();
+            let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .canonicalize()
+                .ok();
             match (top.and_then(|t| t.canonicalize().ok()), here) {
                 (Some(top), Some(here)) if top == here => {
                     // Rebuild when HEAD moves: HEAD itself, the branch it names, packed refs.

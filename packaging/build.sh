@@ -68,7 +68,8 @@ cargo run --quiet --locked --example gen-docs -- "$stage"
 gzip -9n "$stage"/man/*.1
 install -m 0755 "$binary" "$stage/register-runner"
 # The original's rpm installed /etc/gitlab-runner/register-runner, which existing
-# units call: the packages keep that path as a link.
+# units call: the rpm ships that path as a link (the deb makes it in postinst:
+# cargo-deb would mark it a conffile, which dpkg leaves behind on purge).
 ln -s /usr/bin/register-runner "$stage/etc-gitlab-runner-register-runner"
 
 step "packages in $out"

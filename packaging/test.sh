@@ -66,7 +66,6 @@ trap cleanup EXIT
 # --- 1. contents
 shared_files=(
   /usr/bin/register-runner
-  /etc/gitlab-runner/register-runner
   /usr/share/man/man1/register-runner.1.gz
   /usr/share/bash-completion/completions/register-runner
   /usr/share/fish/vendor_completions.d/register-runner.fish
@@ -82,6 +81,7 @@ deb_files=("${shared_files[@]}"
   /lib/systemd/system/gitlab-runner@.service
   /lib/systemd/system/register-runner@.service)
 rpm_files=("${shared_files[@]}"
+  /etc/gitlab-runner/register-runner
   /usr/share/zsh/site-functions/_register-runner
   /usr/lib/systemd/system/gitlab-runner@.service
   /usr/lib/systemd/system/register-runner@.service)
@@ -94,8 +94,8 @@ done
 for f in "${rpm_files[@]}"; do
   check "rpm has $f" grep -qxF "$f" "$work/rpm.list"
 done
-check "deb: /etc/gitlab-runner/register-runner is a link to /usr/bin/register-runner" \
-  grep -qE '^l.* \./etc/gitlab-runner/register-runner -> /usr/bin/register-runner$' <(dpkg-deb -c "$deb")
+# The deb makes that link in postinst (checked below, once installed).
+check "deb ships nothing under /etc (dpkg would keep it as a conffile)" bash -c "! grep -q '^/etc/' '$work/deb.list'"
 check "rpm: /etc/gitlab-runner/register-runner is a link to /usr/bin/register-runner" \
   grep -qE '^l.* /etc/gitlab-runner/register-runner -> /usr/bin/register-runner$' <(rpm -qlvp "$rpm" 2>/dev/null)
 check "deb Recommends gitlab-runner" grep -qw gitlab-runner <(dpkg-deb -f "$deb" Recommends)
@@ -132,6 +132,8 @@ getent passwd gitlab-runner >/dev/null || created_user=1
 [ -d /etc/gitlab-runner ] || created_etc=1
 if dpkg -i "$deb" >"$work/dpkg-i.log" 2>&1; then ok "dpkg -i"; else fail "dpkg -i"; cat "$work/dpkg-i.log"; fi
 check "installed register-runner --version" bash -c "register-runner --version | grep -qx 'Build target: x86_64-unknown-linux-gnu'"
+check "/etc/gitlab-runner/register-runner is a link to /usr/bin/register-runner" \
+  test "$(readlink /etc/gitlab-runner/register-runner)" = /usr/bin/register-runner
 check "/etc/gitlab-runner/register-runner runs it" bash -c "/etc/gitlab-runner/register-runner --version | grep -qx 'register-runner $version'"
 check "the user gitlab-runner exists" getent passwd gitlab-runner
 if [ -n "$created_etc" ]; then
@@ -190,7 +192,7 @@ fi
 # --- 4. (second half) purge
 dpkg --purge register-runner >"$work/purge.log" 2>&1 && ok "dpkg --purge" || { fail "dpkg --purge"; cat "$work/purge.log"; }
 left=()
-for f in "${deb_files[@]}" /usr/share/doc/register-runner; do
+for f in "${deb_files[@]}" /etc/gitlab-runner/register-runner /usr/share/doc/register-runner; do
   if [ -e "$f" ] || [ -L "$f" ]; then left+=("$f"); fi
 done
 check "purge leaves none of the package's files (left: ${left[*]:-none})" test ${#left[@]} -eq 0
