@@ -67,10 +67,6 @@ mkdir -p "$stage"
 cargo run --quiet --locked --example gen-docs -- "$stage"
 gzip -9n "$stage"/man/*.1
 install -m 0755 "$binary" "$stage/register-runner"
-# The original's rpm installed /etc/gitlab-runner/register-runner, which existing
-# units call: the rpm ships that path as a link (the deb makes it in postinst:
-# cargo-deb would mark it a conffile, which dpkg leaves behind on purge).
-ln -s /usr/bin/register-runner "$stage/etc-gitlab-runner-register-runner"
 
 step "packages in $out"
 deb=$out/register-runner_${version}_amd64.deb

@@ -10,7 +10,7 @@
 #      bash completion, the /etc/gitlab-runner link, the gitlab-runner user;
 #      dpkg --purge leaves none of the package's files.
 # Needs root (dpkg -i), dpkg-deb, rpm, objdump, systemd-analyze, man (installs
-# Debian's rpm, binutils, systemd and man-db with apt-get when one is missing).
+# Debian's rpm, binutils, cpio, systemd and man-db with apt-get when one is missing).
 # Whatever it installs with dpkg -i, or places for the test, it removes on exit.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +31,7 @@ done
 need=()
 command -v rpm >/dev/null || need+=(rpm)
 command -v objdump >/dev/null || need+=(binutils)
+command -v cpio >/dev/null || need+=(cpio)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v man >/dev/null || need+=(man-db)
 if [ ${#need[@]} -gt 0 ]; then
@@ -81,7 +82,6 @@ deb_files=("${shared_files[@]}"
   /lib/systemd/system/gitlab-runner@.service
   /lib/systemd/system/register-runner@.service)
 rpm_files=("${shared_files[@]}"
-  /etc/gitlab-runner/register-runner
   /usr/share/zsh/site-functions/_register-runner
   /usr/lib/systemd/system/gitlab-runner@.service
   /usr/lib/systemd/system/register-runner@.service)
@@ -94,21 +94,28 @@ done
 for f in "${rpm_files[@]}"; do
   check "rpm has $f" grep -qxF "$f" "$work/rpm.list"
 done
-# The deb makes that link in postinst (checked below, once installed).
-check "deb ships nothing under /etc (dpkg would keep it as a conffile)" bash -c "! grep -q '^/etc/' '$work/deb.list'"
-check "rpm: /etc/gitlab-runner/register-runner is a link to /usr/bin/register-runner" \
-  grep -qE '^l.* /etc/gitlab-runner/register-runner -> /usr/bin/register-runner$' <(rpm -qlvp "$rpm" 2>/dev/null)
+# /etc/gitlab-runner/register-runner: neither package ships it (cargo-deb would
+# make it a conffile; cargo-generate-rpm has no links): the deb's postinst and
+# the rpm's %posttrans make it (checked below, for the deb, once installed).
+check "deb ships nothing under /etc" bash -c "! grep -q '^/etc/' '$work/deb.list'"
+check "rpm ships nothing under /etc" bash -c "! grep -q '^/etc/' '$work/rpm.list'"
+rpm -qp --scripts "$rpm" >"$work/rpm.scripts" 2>/dev/null
+check "rpm %posttrans links /etc/gitlab-runner/register-runner" \
+  bash -c "sed -n '/^posttrans/,\$p' '$work/rpm.scripts' | grep -qF 'ln -s /usr/bin/register-runner \"\$link\"'"
 check "deb Recommends gitlab-runner" grep -qw gitlab-runner <(dpkg-deb -f "$deb" Recommends)
 check "deb does not Depend on gitlab-runner" bash -c "! dpkg-deb -f '$deb' Depends Pre-Depends | grep -qw gitlab-runner"
 check "rpm Recommends gitlab-runner" grep -qw gitlab-runner <(rpm -qp --recommends "$rpm" 2>/dev/null)
 check "rpm does not Require gitlab-runner" bash -c "! rpm -qp --requires '$rpm' 2>/dev/null | grep -qw gitlab-runner"
 check "rpm Obsoletes gitlab-runner-auth" grep -qw gitlab-runner-auth <(rpm -qp --obsoletes "$rpm" 2>/dev/null)
-check "rpm has the install scripts" grep -q useradd <(rpm -qp --scripts "$rpm" 2>/dev/null)
+check "rpm %post creates the user gitlab-runner" \
+  bash -c "sed -n '/^postinstall/,/^[a-z]* scriptlet/p' '$work/rpm.scripts' | grep -q 'useradd .* gitlab-runner'"
 
 # --- 2. the binary
 mkdir -p "$work/deb" "$work/rpm"
 dpkg-deb -x "$deb" "$work/deb"
-(cd "$work/rpm" && rpm2cpio "$root/$rpm" | cpio -idm --quiet)
+# Debian's rpm2cpio exits 1 after writing the whole archive; cmp below checks it.
+rpm2cpio "$rpm" >"$work/rpm.cpio" || true
+(cd "$work/rpm" && cpio -idm --quiet <"$work/rpm.cpio")
 bin=$work/deb/usr/bin/register-runner
 newest=$(objdump -T "$bin" | grep -o 'GLIBC_[0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -n 1)
 echo "     highest GLIBC_ symbol version: $newest"
@@ -135,7 +142,7 @@ check "installed register-runner --version" bash -c "register-runner --version |
 check "/etc/gitlab-runner/register-runner is a link to /usr/bin/register-runner" \
   test "$(readlink /etc/gitlab-runner/register-runner)" = /usr/bin/register-runner
 check "/etc/gitlab-runner/register-runner runs it" bash -c "/etc/gitlab-runner/register-runner --version | grep -qx 'register-runner $version'"
-check "the user gitlab-runner exists" getent passwd gitlab-runner
+check "the user gitlab-runner exists" bash -c "getent passwd gitlab-runner >/dev/null"
 if [ -n "$created_etc" ]; then
   check "/etc/gitlab-runner created 0700" test "$(stat -c %a /etc/gitlab-runner)" = 700
 fi
