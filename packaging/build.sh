@@ -65,7 +65,10 @@ binary=$target_dir/$TRIPLE/release/register-runner
 step "man pages and completions (examples/gen-docs.rs)"
 rm -rf "$stage"
 mkdir -p "$stage"
-cargo run --quiet --locked --example gen-docs -- "$stage"
+# Built as `cargo test --workspace` builds it (same targets, so the same
+# features): after the tests nothing is compiled again but the example.
+cargo build --quiet --locked --workspace --all-targets
+"$target_dir/debug/examples/gen-docs" "$stage"
 gzip -9n "$stage"/man/*.1
 install -m 0755 "$binary" "$stage/register-runner"
 
