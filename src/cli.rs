@@ -4,16 +4,131 @@
 //! `--tag-schema`, `--capture-tags`) keep their names and meaning so that
 //! existing systemd units keep working. Parsing only: nothing here reads a
 //! file or the environment beyond what clap does for `--help`.
+//!
+//! The long help (`--help`) and the man page share one text: [`HELP_SECTIONS`]
+//! (files, exit codes, environment). The man page and the shell completions
+//! are generated from [`Cli`] by `examples/gen-docs.rs` (`packaging/build.sh`
+//! runs it), so a flag or subcommand added here appears in both.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+/// `--version`: the version, the git revision and the build target, as
+/// gitlab-runner's `--version` shows its revision and platform (`-V` prints
+/// the first line only). `build.rs` records the last two.
+pub const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    "\nGit revision: ",
+    env!("REGISTER_RUNNER_GIT_REVISION"),
+    "\nBuild target: ",
+    env!("REGISTER_RUNNER_BUILD_TARGET"),
+);
+
+/// What `--help` and the man page say beyond the options: a title and its
+/// (term, description) entries, rendered as plain text by [`long_help`] and
+/// as man page sections by `examples/gen-docs.rs`.
+pub const HELP_SECTIONS: &[(&str, &[(&str, &str)])] = &[
+    (
+        "FILES",
+        &[
+            (
+                "<prefix>/config.template.<instance>.toml",
+                "Input: gitlab-runner's global settings and one [[client_configs]] table per GitLab.",
+            ),
+            (
+                "<prefix>/<instance>/*.toml",
+                "Input: one file per executor, read in file-name order (names starting with '.' are skipped).",
+            ),
+            (
+                "<prefix>/config.<instance>.toml",
+                "Output: what `gitlab-runner run --config` reads; also the store of the runner tokens. Written atomically, mode 0600.",
+            ),
+            (
+                "<prefix>/.runner_system_id",
+                "Output: this host's system id, shared with gitlab-runner.",
+            ),
+            (
+                "<prefix>/.register-runner.<instance>.lock",
+                "Lock file: runs on one prefix and instance queue.",
+            ),
+            (
+                "/etc/gitlab-runner/<instance>.env",
+                "Environment of the systemd units (variables named by env_tags).",
+            ),
+            (
+                "/etc/gitlab-runner/gitlab-pat",
+                "Where the packaged units load the credential \"gitlab-pat\" from; personal_access_token_file = \"gitlab-pat\" reads this file under systemd and by hand.",
+            ),
+        ],
+    ),
+    (
+        "EXIT STATUS",
+        &[
+            ("0", "Success (with --dry-run: nothing to change)."),
+            ("1", "Any failure: bad input, GitLab refused, I/O."),
+            ("2", "--dry-run found changes to make."),
+            ("64", "Command-line usage error."),
+        ],
+    ),
+    (
+        "ENVIRONMENT",
+        &[
+            (
+                "CREDENTIALS_DIRECTORY",
+                "Set by systemd's LoadCredential=: a relative *_file path in the template resolves against it, else against the prefix.",
+            ),
+            (
+                "JOURNAL_STREAM",
+                "Set by systemd when stderr is the journal: log lines then carry no timestamps and no colour.",
+            ),
+            (
+                "RUST_LOG",
+                "Log filter (e.g. debug, or register_runner=trace); overrides -v and -q. Secrets never appear at any level.",
+            ),
+        ],
+    ),
+];
+
+/// [`HELP_SECTIONS`] as the text after the options in `--help`.
+pub fn long_help() -> String {
+    let mut text = String::new();
+    for (title, entries) in HELP_SECTIONS {
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text.push_str(&format!("{}:\n", title_case(title)));
+        for (term, description) in *entries {
+            text.push_str(&format!("  {term}\n          {description}\n"));
+        }
+    }
+    text
+}
+
+fn title_case(title: &str) -> String {
+    let lower = title.to_lowercase();
+    let mut chars = lower.chars();
+    chars
+        .next()
+        .map(|c| c.to_uppercase().chain(chars).collect())
+        .unwrap_or_default()
+}
+
 /// Make this host's GitLab runners match the executor files under a prefix,
 /// then write gitlab-runner's `config.<instance>.toml` and `.runner_system_id`.
+///
+/// It runs before gitlab-runner starts (the packaged register-runner@.service,
+/// or ExecStartPre= of a gitlab-runner unit), by hand, and as --dry-run before
+/// a rollout. -h shows a summary, --help everything.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "register-runner", version, about, long_about = None)]
+#[command(
+    name = "register-runner",
+    version,
+    long_version = LONG_VERSION,
+    about,
+    after_long_help = long_help()
+)]
 pub struct Cli {
     /// Runner config directory.
     #[arg(
@@ -133,6 +248,45 @@ mod tests {
         assert_eq!(cli.prefix, PathBuf::from("/srv/runner"));
         assert_eq!(cli.service_instance, "batch");
         assert_eq!(cli.capture_tags.as_deref(), Some("builtin"));
+    }
+
+    #[test]
+    fn long_help_has_files_exit_codes_and_environment_and_short_help_does_not() {
+        use clap::CommandFactory;
+        let mut cmd = Cli::command();
+        let long = cmd.render_long_help().to_string();
+        for needle in [
+            "Files:",
+            "config.template.<instance>.toml",
+            "Exit status:",
+            "64",
+            "Environment:",
+            "CREDENTIALS_DIRECTORY",
+            "JOURNAL_STREAM",
+            "RUST_LOG",
+        ] {
+            assert!(long.contains(needle), "--help lacks {needle:?}:\n{long}");
+        }
+        let short = cmd.render_help().to_string();
+        assert!(!short.contains("JOURNAL_STREAM"), "-h grew:\n{short}");
+    }
+
+    #[test]
+    fn long_version_names_revision_and_target() {
+        use clap::CommandFactory;
+        let version = Cli::command().render_long_version();
+        let lines: Vec<&str> = version.lines().collect();
+        assert_eq!(
+            lines[0],
+            concat!("register-runner ", env!("CARGO_PKG_VERSION"))
+        );
+        assert!(lines[1].starts_with("Git revision: "), "{version}");
+        assert!(lines[1].len() > "Git revision: ".len(), "{version}");
+        assert_eq!(
+            lines[2],
+            concat!("Build target: ", env!("REGISTER_RUNNER_BUILD_TARGET"))
+        );
+        assert!(lines[2].contains("linux"), "{version}");
     }
 
     #[test]
