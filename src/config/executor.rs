@@ -17,7 +17,8 @@ use super::{Executor, LoadEnv, Template, normalize_url};
 use crate::secret::{Secret, shown_url};
 
 pub(super) fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Executor> {
-    let (source, doc) = TomlSource::read(path)?;
+    // The keys the tool consumes are never copied: any TOML the parser reads.
+    let (source, doc) = TomlSource::read(path, |key| keys::tool_keys().any(|k| k == key))?;
     let table = doc.as_table();
     refuse_generated_keys(&source, table)?;
     let url = client_url(&source, table, template)?;
