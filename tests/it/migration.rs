@@ -1,0 +1,360 @@
+//! Migration from the original Python register-runner (issue 10, SPEC §9):
+//! a site swaps the tool and keeps its files, its unit line and its GitLab.
+//! The fixtures are written here in the shapes of the original's sample
+//! template (`client_configs` as a multi-line inline table), executor file
+//! (`env_tags`), tag schema (`os`/`architecture` enums, `custom-name`) and
+//! capture module (`capture_tags(instance, executor_type, env, tag_schema)`),
+//! and the simulator holds the runners the original leaked.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+
+use gitlab_sim::{ADMIN_PAT, REGISTRATION_TOKEN, RunnerState, SeedRunner, Sim};
+
+use crate::support::*;
+
+const THIS_SYSTEM_ID: &str = "s_0123456789ab";
+const OTHER_SYSTEM_ID: &str = "s_ba9876543210";
+
+/// The original's sample template: global settings, then `client_configs`
+/// as an inline table over several lines with a trailing comma (TOML 1.1,
+/// which the original's `toml` module read).
+fn original_template(host: &Host, url: &str) {
+    host.write_template(&format!(
+        "concurrent = 8\ncheck_interval = 0\n\nclient_configs = [\n  {{\n    url = \"{url}\",\n    \
+         registration_token = \"{REGISTRATION_TOKEN}\",\n    personal_access_token = \"{ADMIN_PAT}\",\n  }}\n]\n"
+    ));
+}
+
+/// Executor files as the original's sample: `url`, `executor`, `env_tags`
+/// over several lines.
+fn original_executors(host: &Host, url: &str) {
+    host.write_executor(
+        "shell.toml",
+        &format!("url = \"{url}\"\nexecutor = \"shell\"\nenv_tags = [\n    \"SITE_TAG\"\n]\n"),
+    );
+    host.write_executor(
+        "batch.toml",
+        &format!("url = \"{url}\"\nexecutor = \"batch\"\nenv_tags = [\n    \"SITE_TAG\",\n]\n"),
+    );
+}
+
+/// A runner the original registered for `hostname`: its default name, its
+/// tags (host, executor, instance, env values; no `managed`, no digit-less
+/// host name), a registration-token runner's token, `locked` as GitLab's
+/// legacy registration left it.
+fn original_runner(sim: &Sim, hostname: &str, executor: &str, n: u32) -> RunnerState {
+    sim.seed_runner(SeedRunner {
+        description: format!("{hostname} main {executor} Runner"),
+        tag_list: vec![
+            hostname.into(),
+            executor.into(),
+            "main".into(),
+            "site-a".into(),
+        ],
+        token: Some(format!("t1-{hostname}-{executor}-{n:0>8}")),
+        locked: true,
+        ..Default::default()
+    })
+}
+
+/// `POST /runners/verify` as gitlab-runner on a host with `system_id` does
+/// it: the runner gets that host's manager.
+fn verify_as(sim: &Sim, token: &str, system_id: &str) {
+    let body = format!(r#"{{"token":"{token}","system_id":"{system_id}"}}"#);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", sim.port())).unwrap();
+    write!(
+        s,
+        "POST /api/v4/runners/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+}
+
+/// The last output the original wrote (toml.dumps of its runners): the
+/// template's globals, `client_configs` included, and `[[runners]]` entries
+/// with `description`, `tags` and `env_tags`, no `name`, no `id`.
+fn original_output(host: &Host, url: &str, held: &[&RunnerState]) {
+    let mut text = format!(
+        "concurrent = 8\ncheck_interval = 0\n[[client_configs]]\nurl = \"{url}\"\n\
+         registration_token = \"{REGISTRATION_TOKEN}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n\n"
+    );
+    for r in held {
+        let executor = r.tag_list[1].clone();
+        text.push_str(&format!(
+            "[[runners]]\nurl = \"{url}\"\nexecutor = \"{executor}\"\nenv_tags = [ \"SITE_TAG\",]\n\
+             tags = [ \"{}\", \"{executor}\", \"main\", \"site-a\",]\ndescription = \"{}\"\ntoken = \"{}\"\n\n",
+            HOSTNAME, r.description, r.token
+        ));
+    }
+    fs::write(host.config_path(), text).unwrap();
+    fs::set_permissions(host.config_path(), fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+/// What three restarts of the original left on GitLab.
+struct Leaked {
+    /// The runner of each executor whose token the last output holds.
+    held: Vec<RunnerState>,
+    /// The two others of each executor, for this host.
+    leftovers: Vec<RunnerState>,
+    /// A runner of the original on ci-node02 (same instance, other host).
+    other_host: RunnerState,
+}
+
+/// Three restarts of the original on ci-node01: three runners per executor,
+/// the last output holding the last of each; gitlab-runner on this host
+/// once verified an older one (a manager of this host's). Plus one runner
+/// of the original on ci-node02, used there.
+fn three_restarts_of_the_original(sim: &Sim, host: &Host) -> Leaked {
+    let mut held = Vec::new();
+    let mut leftovers = Vec::new();
+    for executor in ["shell", "batch"] {
+        for n in 1..=3 {
+            let r = original_runner(sim, HOSTNAME, executor, n);
+            if n == 3 {
+                held.push(r);
+            } else {
+                leftovers.push(r);
+            }
+        }
+    }
+    verify_as(sim, &leftovers[0].token, THIS_SYSTEM_ID);
+    let other_host = original_runner(sim, "ci-node02", "shell", 1);
+    verify_as(sim, &other_host.token, OTHER_SYSTEM_ID);
+    host.set_system_id(THIS_SYSTEM_ID);
+    original_template(host, &sim.url());
+    original_executors(host, &sim.url());
+    original_output(host, &sim.url(), &held.iter().collect::<Vec<_>>());
+    Leaked {
+        held,
+        leftovers,
+        other_host,
+    }
+}
+
+/// `GET /runners/all` requests listing exactly these tags.
+fn listings_of(sim: &Sim, tags: &str) -> usize {
+    let encoded = tags.replace(',', "%2C");
+    sim.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == "/api/v4/runners/all")
+        .filter(|r| {
+            r.query
+                .split('&')
+                .any(|kv| kv == format!("tag_list={tags}") || kv == format!("tag_list={encoded}"))
+        })
+        .count()
+}
+
+#[test]
+fn the_originals_sample_template_and_executor_files_load() {
+    let sim = Sim::start();
+    let host = Host::new();
+    original_template(&host, &sim.url());
+    original_executors(&host, &sim.url());
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let config = host.config();
+    assert!(
+        config.starts_with("concurrent = 8\ncheck_interval = 0\n"),
+        "{config}"
+    );
+    assert!(!config.contains("client_configs"), "{config}");
+    assert_eq!(host.config_runners().len(), 2, "{config}");
+    assert_eq!(sim.runners().len(), 2);
+    // What is copied out stays TOML 1.0: the same construct in a global
+    // setting is still refused, naming the line.
+    host.write_template(&format!(
+        "concurrent = 8\nlabels = {{\n  a = \"b\" }}\n\nclient_configs = [\n  {{ url = \"{}\", personal_access_token = \"{ADMIN_PAT}\", }}\n]\n",
+        sim.url()
+    ));
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("line 2") && run.stderr.contains("TOML 1.1"),
+        "{run:?}"
+    );
+}
+
+#[test]
+fn one_run_after_three_restarts_of_the_original_leaves_one_runner_per_executor() {
+    let sim = Sim::start();
+    let host = Host::new();
+    let leaked = three_restarts_of_the_original(&sim, &host);
+    sim.clear_requests();
+
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_no_secret(&run, &secrets(&sim));
+    // One extra listing by the original's tags, while migrating.
+    assert_eq!(
+        listings_of(&sim, "ci-node01,main"),
+        1,
+        "{:#?}",
+        sim.requests()
+    );
+    // The four leftovers are deleted, by id; nothing else is.
+    let mut deleted: Vec<String> = mutating(&sim.requests())
+        .into_iter()
+        .filter(|r| r.starts_with("DELETE"))
+        .collect();
+    deleted.sort();
+    let mut expected: Vec<String> = leaked
+        .leftovers
+        .iter()
+        .map(|r| format!("DELETE /api/v4/runners/{}", r.id))
+        .collect();
+    expected.sort();
+    assert_eq!(deleted, expected, "{run:?}");
+    assert_eq!(count(&sim.requests(), "POST", "/api/v4/user/runners"), 0);
+    assert_eq!(count(&sim.requests(), "POST", "/api/v4/runners"), 0);
+
+    // Exactly one runner per executor here, the held one, now carrying the
+    // identifying tags and unlocked; the other host's runner untouched.
+    let runners = sim.runners();
+    let here: Vec<&RunnerState> = runners
+        .iter()
+        .filter(|r| r.description.starts_with("ci-node01 "))
+        .collect();
+    assert_eq!(here.len(), 2, "{here:#?}");
+    for held in &leaked.held {
+        let now = sim.runner(held.id).expect("the held runner is kept");
+        assert_eq!(now.token, held.token);
+        assert!(has_identifying_tags(&now), "{now:#?}");
+        assert!(!now.locked, "{now:#?}");
+    }
+    let other = sim
+        .runner(leaked.other_host.id)
+        .expect("the other host's runner is kept");
+    assert_eq!(other.tag_list, leaked.other_host.tag_list);
+    assert_eq!(other.token, leaked.other_host.token);
+    assert!(other.locked);
+    // The log says what the adoption changed, field by field.
+    assert!(run.stderr.contains("tags: +ci-node +managed"), "{run:?}");
+    assert!(run.stderr.contains("locked: true → false"), "{run:?}");
+
+    // The config holds each held token under the tool's keys: `name`, no
+    // `description`, `tags` or `env_tags` (keys gitlab-runner does not know).
+    let written = host.config_runners();
+    assert_eq!(written.len(), 2, "{}", host.config());
+    for (entry, held) in written.iter().zip([&leaked.held[1], &leaked.held[0]]) {
+        assert_eq!(table_str(entry, "name"), held.description);
+        assert_eq!(table_str(entry, "token"), held.token);
+        assert_eq!(table_int(entry, "id"), held.id as i64);
+        for key in ["description", "tags", "env_tags"] {
+            assert!(!entry.contains_key(key), "{key} in {entry}");
+        }
+    }
+
+    // Migrated: the next run lists only by the identifying tags, changes nothing.
+    sim.clear_requests();
+    let again = host.run(&[]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert_eq!(mutating(&sim.requests()), Vec::<String>::new());
+    assert_eq!(listings_of(&sim, "ci-node01,main"), 0);
+}
+
+#[test]
+fn the_dry_run_shows_the_migration_first() {
+    let sim = Sim::start();
+    let host = Host::new();
+    let leaked = three_restarts_of_the_original(&sim, &host);
+    let before = fs::read(host.config_path()).unwrap();
+    sim.clear_requests();
+
+    let run = host.run(&["--dry-run"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_no_secret(&run, &secrets(&sim));
+    for r in &leaked.leftovers {
+        let line = run
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("#{}", r.id)))
+            .unwrap_or_else(|| panic!("no line for #{}:\n{}", r.id, run.stdout));
+        assert!(line.trim_start().starts_with("delete"), "{line}");
+        assert!(line.contains("left by the original tool"), "{line}");
+    }
+    assert!(
+        !run.stdout.contains(&format!("#{}", leaked.other_host.id)),
+        "{}",
+        run.stdout
+    );
+    for held in &leaked.held {
+        let update = run
+            .stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with("update") && l.contains(&format!("#{}", held.id)))
+            .unwrap_or_else(|| panic!("no update of #{}:\n{}", held.id, run.stdout));
+        assert!(update.contains("tag_list"), "{update}");
+    }
+    assert_eq!(
+        run.stdout.matches("tags: +ci-node +managed").count(),
+        2,
+        "{}",
+        run.stdout
+    );
+    assert_eq!(
+        run.stdout.matches("locked: true → false").count(),
+        2,
+        "{}",
+        run.stdout
+    );
+    // Nothing changed.
+    assert_eq!(mutating(&sim.requests()), Vec::<String>::new());
+    assert_eq!(fs::read(host.config_path()).unwrap(), before);
+
+    // The JSON report carries the same changes.
+    let run = host.run(&["--dry-run", "--output", "json"]);
+    assert_eq!(run.code, 2, "{run:?}");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    let actions = report["gitlabs"][0]["actions"].as_array().unwrap();
+    let updates: Vec<&serde_json::Value> =
+        actions.iter().filter(|a| a["action"] == "update").collect();
+    assert_eq!(updates.len(), 2, "{actions:#?}");
+    for update in updates {
+        let changes: Vec<&str> = update["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap())
+            .collect();
+        assert_eq!(changes, ["tags: +ci-node +managed", "locked: true → false"]);
+    }
+    let originals = actions
+        .iter()
+        .filter(|a| a["action"] == "delete" && a["reason"] == "left by the original tool")
+        .count();
+    assert_eq!(originals, 4, "{actions:#?}");
+}
+
+/// Not migrating (the last output is this tool's, the runners carry the
+/// identifying tags): no extra listing, and a runner of the original's
+/// name without them is not this tool's to touch (SPEC §3).
+#[test]
+fn without_a_migration_no_runner_outside_the_identifying_tags_is_touched() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.set_system_id(THIS_SYSTEM_ID);
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.write_executor(
+        "shell.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"shell\"\nenv_tags = [\"SITE_TAG\"]\n",
+            sim.url()
+        ),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let stray = original_runner(&sim, HOSTNAME, "shell", 1);
+    sim.clear_requests();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(listings_of(&sim, "ci-node01,main"), 0);
+    assert_eq!(mutating(&sim.requests()), Vec::<String>::new());
+    assert!(sim.runner(stray.id).is_some());
+}
