@@ -9,6 +9,8 @@
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use gitlab_sim::{ADMIN_PAT, REGISTRATION_TOKEN, RunnerState, SeedRunner, Sim};
 
@@ -357,4 +359,344 @@ fn without_a_migration_no_runner_outside_the_identifying_tags_is_touched() {
     assert_eq!(listings_of(&sim, "ci-node01,main"), 0);
     assert_eq!(mutating(&sim.requests()), Vec::<String>::new());
     assert!(sim.runner(stray.id).is_some());
+}
+
+/// A tag schema in the shape of the original's `tag_schema.json`: `os` and
+/// `architecture` enums, arrays for `custom`, `env`, `micro-architecture`,
+/// `custom-name`. `architectures` are its architecture enum.
+fn original_shaped_schema(host: &Host, architectures: &[String]) -> String {
+    let schema = serde_json::json!({
+        "$id": "https://ci.example.org/tag_schema.json",
+        "$schema": "http://json-schema.org/schema/",
+        "title": "tag_schema",
+        "type": "object",
+        "properties": {
+            "hostname": {"type": "string"},
+            "instance": {"type": "string"},
+            "os": {"type": "string", "enum": ["rhel", "toss", "debian", "linux"]},
+            "architecture": {"type": "string", "enum": architectures},
+            "executor_type": {"type": "string", "enum": ["shell", "batch", "custom", "docker"]},
+            "scheduler": {"type": "string"},
+            "custom": {"type": "array"},
+            "env": {"type": "array"},
+            "micro-architecture": {"type": "array"},
+            "target-node": {"type": "string"}
+        },
+        "required": ["hostname", "instance", "executor_type"],
+        "custom-name": "custom"
+    });
+    let path = host.dir.path().join("tag_schema.json");
+    fs::write(&path, serde_json::to_string_pretty(&schema).unwrap()).unwrap();
+    path.display().to_string()
+}
+
+/// archspec's name of this machine's CPU and its ancestors, nearest first.
+fn host_cpu_names() -> Vec<String> {
+    let cpu = archspec::cpu::host().expect("archspec knows this CPU");
+    std::iter::once(cpu.name().to_string())
+        .chain(cpu.ancestors().iter().map(|a| a.name().to_string()))
+        .collect()
+}
+
+/// `--capture-tags builtin` with an original-shaped schema: archspec's
+/// architecture and its ancestors (as the original's capture_tags.py), and
+/// the `env_tags` values classified by the schema. The schema's
+/// architecture enum is made to list this CPU, so the test does not depend
+/// on the machine (the original's stops at `zen2`).
+#[test]
+fn builtin_capture_gives_archspec_tags_and_classifies_env_values() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    original_executors(&host, &sim.url());
+    let cpu = host_cpu_names();
+    let mut architectures: Vec<String> = ["aarch64", "x86_64", "zen2"].map(String::from).to_vec();
+    architectures.push(cpu[0].clone());
+    let schema = original_shaped_schema(&host, &architectures);
+    let mut cmd = host.command(&[
+        "--timeout",
+        "20",
+        "--capture-tags",
+        "builtin",
+        "--tag-schema",
+        &schema,
+    ]);
+    cmd.env("SITE_TAG", "mytag");
+    let run = run_command(cmd);
+    assert_eq!(run.code, 0, "{run:?}");
+    let runners = sim.runners();
+    assert_eq!(runners.len(), 2);
+    for runner in &runners {
+        for name in &cpu {
+            assert!(
+                runner.tag_list.contains(name),
+                "{name} missing: {runner:#?}"
+            );
+        }
+        // Not in the schema's enums: `custom-name` + `_` + the value.
+        assert!(
+            runner.tag_list.iter().any(|t| t == "custom_mytag"),
+            "{runner:#?}"
+        );
+        assert!(!runner.tag_list.iter().any(|t| t == "linux"), "{runner:#?}");
+    }
+
+    // A value in the `os` enum becomes `os`.
+    let mut cmd = host.command(&[
+        "--dry-run",
+        "--capture-tags",
+        "builtin",
+        "--tag-schema",
+        &schema,
+    ]);
+    cmd.env("SITE_TAG", "debian");
+    let run = run_command(cmd);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(run.stdout.contains("+debian"), "{run:?}");
+    assert!(!run.stdout.contains("custom_debian"), "{run:?}");
+}
+
+/// CI (.ci/run) installs Python's archspec, pinned, and points
+/// `REGISTER_RUNNER_ARCHSPEC_PYTHON` at it: then the built-in capture must
+/// give exactly what the original's library says about this machine.
+/// Without it, Python's archspec is used if `python3` has it.
+#[test]
+fn builtin_capture_matches_pythons_archspec_on_this_machine() {
+    let pinned = std::env::var("REGISTER_RUNNER_ARCHSPEC_PYTHON").ok();
+    let python = pinned.clone().unwrap_or_else(|| "python3".into());
+    let script = "import json, archspec.cpu\nh = archspec.cpu.host()\n\
+                  print(json.dumps([h.name] + [a.name for a in h.ancestors]))";
+    let out = Command::new(&python).args(["-c", script]).output();
+    let expected: Vec<String> = match out {
+        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout).unwrap(),
+        other => {
+            assert!(
+                pinned.is_none(),
+                "REGISTER_RUNNER_ARCHSPEC_PYTHON={python} cannot run archspec: {other:?}"
+            );
+            eprintln!("Python's archspec is not installed here: compared in CI only");
+            return;
+        }
+    };
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    let run = host.run(&["--capture-tags", "builtin"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let tags = &sim.runners()[0].tag_list;
+    assert!(
+        tags.windows(expected.len())
+            .any(|w| w == expected.as_slice()),
+        "Python's archspec says {expected:?}; the runner's tags are {tags:?}"
+    );
+}
+
+/// A capture module shaped like the original's capture_tags.py (same
+/// signature, same classification by the schema), with a fixed CPU so that
+/// it needs no archspec, and a print of its own (which must not reach the
+/// protocol's stdout).
+const SITE_CAPTURE: &str = r#"
+from shutil import which
+
+print("site capture loaded")
+
+
+def capture_tags(instance, executor_type, env=None, tag_schema=None):
+    properties = {
+        "architecture": "zen2",
+        "micro-architecture": ["zen", "x86_64_v3", "x86_64_v2", "x86_64"],
+        "custom": [],
+        "target-node": "{}-{}".format(instance, executor_type),
+    }
+    if executor_type == "batch":
+        if which("bsub"):
+            properties["scheduler"] = "lsf"
+        elif which("salloc"):
+            properties["scheduler"] = "slurm"
+    if env and tag_schema:
+        for e in env:
+            if e in tag_schema["properties"]["os"]["enum"]:
+                properties["os"] = e
+            elif e in tag_schema["properties"]["architecture"]["enum"]:
+                properties["architecture"] = e
+            else:
+                properties["custom"].append(tag_schema["custom-name"] + "_" + e)
+    return properties
+"#;
+
+/// The binary linked into a directory of its own with the adapter beside
+/// it, as the packages install them (a hard link: the binary finds the
+/// adapter next to `/proc/self/exe`, which resolves symlinks).
+struct Installed {
+    _dir: tempfile::TempDir,
+    binary: PathBuf,
+}
+
+fn installed_with_adapter() -> Installed {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let binary = dir.path().join("register-runner");
+    fs::hard_link(env!("CARGO_BIN_EXE_register-runner"), &binary).unwrap();
+    let adapter = dir.path().join("capture-tags-python");
+    fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/capture-tags-python"),
+        &adapter,
+    )
+    .unwrap();
+    fs::set_permissions(&adapter, fs::Permissions::from_mode(0o755)).unwrap();
+    Installed { _dir: dir, binary }
+}
+
+fn site_module(host: &Host, body: &str) -> PathBuf {
+    let dir = host.dir.path().join("site-python");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join("site_capture.py"), body).unwrap();
+    dir
+}
+
+#[test]
+fn a_python_capture_module_of_the_original_works_by_name_and_by_path() {
+    let sim = Sim::start();
+    let host = Host::new();
+    original_template(&host, &sim.url());
+    original_executors(&host, &sim.url());
+    let schema = original_shaped_schema(&host, &["x86_64".into(), "zen2".into(), "skylake".into()]);
+    let modules = site_module(&host, SITE_CAPTURE);
+    let installed = installed_with_adapter();
+
+    // The original's unit line: a module name, imported from PYTHONPATH.
+    let mut cmd = host.command_of(
+        &installed.binary,
+        &[
+            "--timeout",
+            "20",
+            "--capture-tags",
+            "site_capture",
+            "--tag-schema",
+            &schema,
+        ],
+    );
+    cmd.env("PYTHONPATH", &modules).env("SITE_TAG", "debian");
+    let run = run_command(cmd);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stdout.contains("site capture loaded"), "{run:?}");
+    let runners = sim.runners();
+    assert_eq!(runners.len(), 2);
+    for runner in &runners {
+        for tag in ["zen2", "x86_64_v3", "x86_64", "debian"] {
+            assert!(
+                runner.tag_list.iter().any(|t| t == tag),
+                "{tag}: {runner:#?}"
+            );
+        }
+        // The module got the instance and the executor type.
+        let target = format!("main-{}", runner.tag_list[1]);
+        assert!(runner.tag_list.contains(&target), "{runner:#?}");
+        assert!(
+            !runner.tag_list.iter().any(|t| t.starts_with("custom_")),
+            "{runner:#?}"
+        );
+    }
+
+    // A path to the .py file works too, without PYTHONPATH; a value the
+    // schema does not know becomes `custom_<value>`.
+    let path = modules.join("site_capture.py");
+    let mut cmd = host.command_of(
+        &installed.binary,
+        &[
+            "--timeout",
+            "20",
+            "--capture-tags",
+            path.to_str().unwrap(),
+            "--tag-schema",
+            &schema,
+        ],
+    );
+    cmd.env("SITE_TAG", "mytag");
+    let run = run_command(cmd);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        count(
+            &sim.requests(),
+            "PUT",
+            &format!("/api/v4/runners/{}", runners[0].id)
+        ),
+        1
+    );
+    for runner in sim.runners() {
+        for tag in ["zen2", "custom_mytag", "mytag"] {
+            assert!(
+                runner.tag_list.iter().any(|t| t == tag),
+                "{tag}: {runner:#?}"
+            );
+        }
+        assert!(
+            !runner.tag_list.iter().any(|t| t == "debian"),
+            "{runner:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_python_capture_module_that_fails_stops_the_run_before_any_request() {
+    let sim = Sim::start();
+    let host = Host::new();
+    original_template(&host, &sim.url());
+    original_executors(&host, &sim.url());
+    let installed = installed_with_adapter();
+    let modules = site_module(
+        &host,
+        "def capture_tags(instance, executor_type, env=None, tag_schema=None):\n    raise RuntimeError('no GPU found')\n",
+    );
+
+    for (module, pythonpath, expect) in [
+        ("no_such_module", true, "cannot import `no_such_module`"),
+        ("site_capture", true, "no GPU found"),
+        ("site_capture", false, "cannot import `site_capture`"),
+    ] {
+        let mut cmd = host.command_of(&installed.binary, &["--capture-tags", module]);
+        if pythonpath {
+            cmd.env("PYTHONPATH", &modules);
+        }
+        let run = run_command(cmd);
+        assert_eq!(run.code, 1, "{module}: {run:?}");
+        assert!(run.stderr.contains(expect), "{module}: {run:?}");
+        assert!(run.stderr.contains("--capture-tags"), "{run:?}");
+    }
+    assert!(sim.requests().is_empty(), "{:#?}", sim.requests());
+    assert!(!host.config_path().exists());
+
+    // Without the adapter beside the binary or installed, the message names
+    // where it is looked for.
+    let run = host.run(&["--capture-tags", "site_capture"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("capture-tags-python")
+            && run.stderr.contains("/usr/libexec/register-runner"),
+        "{run:?}"
+    );
+}
+
+/// The adapter runs under the rules of any capture program: a module that
+/// hangs is killed with its process group after 10 s.
+#[test]
+fn a_python_capture_module_that_hangs_is_killed_after_the_time_limit() {
+    let sim = Sim::start();
+    let host = Host::new();
+    original_template(&host, &sim.url());
+    host.shell_executor(&sim.url());
+    let installed = installed_with_adapter();
+    let modules = site_module(
+        &host,
+        "import time\n\ndef capture_tags(instance, executor_type, env=None, tag_schema=None):\n    time.sleep(60)\n",
+    );
+    let mut cmd = host.command_of(&installed.binary, &["--capture-tags", "site_capture"]);
+    cmd.env("PYTHONPATH", &modules);
+    let started = std::time::Instant::now();
+    let run = run_command(cmd);
+    let elapsed = started.elapsed();
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("within 10s"), "{run:?}");
+    assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
+    assert!(sim.requests().is_empty());
 }
