@@ -150,7 +150,14 @@ impl std::fmt::Debug for TagSchema {
 
 impl TagSchema {
     pub fn load(path: &Path) -> Result<TagSchema> {
-        let text = fsutil::read_input(path).context("--tag-schema")?;
+        let Some(text) = fsutil::read_input_opt(path).context("--tag-schema")? else {
+            bail!(
+                "--tag-schema `{}` does not exist: the original register-runner went on without a schema \
+                 when its file was missing, register-runner stops so that no runner is tagged unchecked; \
+                 create the file, or remove --tag-schema from the unit's ExecStartPre= line",
+                path.display()
+            );
+        };
         let schema: Value = serde_json::from_str(&text).map_err(|e| {
             anyhow!(
                 "--tag-schema `{}` line {}, column {}: invalid JSON: {e}",

@@ -88,6 +88,12 @@ fn client_url(source: &TomlSource, table: &Table, template: &Template) -> Result
     Ok(normalized)
 }
 
+/// The original's runner name, `<hostname> <instance> <executor> Runner`:
+/// the default, so that its runners are recognised.
+pub(super) fn default_runner_name(env: &LoadEnv, executor: &str) -> String {
+    format!("{} {} {} Runner", env.hostname, env.instance, executor)
+}
+
 /// `name`, or `<hostname> <instance> <executor> Runner`; at most GitLab's
 /// 1024 characters either way.
 fn runner_name(
@@ -98,7 +104,7 @@ fn runner_name(
 ) -> Result<String> {
     let name = match source.non_empty_string(table, "name")? {
         Some(name) => name,
-        None => format!("{} {} {} Runner", env.hostname, env.instance, executor),
+        None => default_runner_name(env, executor),
     };
     if name.chars().count() > 1024 {
         // Without `name`, the default name is long because `executor` is.

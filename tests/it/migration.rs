@@ -78,14 +78,11 @@ fn verify_as(sim: &Sim, token: &str, system_id: &str) {
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
 }
 
-/// The last output the original wrote (toml.dumps of its runners): the
-/// template's globals, `client_configs` included, and `[[runners]]` entries
-/// with `description`, `tags` and `env_tags`, no `name`, no `id`.
+/// The last output the original wrote (toml.dumps of the template without
+/// `client_configs`, plus its runners): `[[runners]]` entries with
+/// `description`, `tags` and `env_tags`, no `name`, no `id`.
 fn original_output(host: &Host, url: &str, held: &[&RunnerState]) {
-    let mut text = format!(
-        "concurrent = 8\ncheck_interval = 0\n[[client_configs]]\nurl = \"{url}\"\n\
-         registration_token = \"{REGISTRATION_TOKEN}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n\n"
-    );
+    let mut text = "concurrent = 8\ncheck_interval = 0\n\n".to_string();
     for r in held {
         let executor = r.tag_list[1].clone();
         text.push_str(&format!(
@@ -699,4 +696,45 @@ fn a_python_capture_module_that_hangs_is_killed_after_the_time_limit() {
     assert!(run.stderr.contains("within 10s"), "{run:?}");
     assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
     assert!(sim.requests().is_empty());
+}
+
+/// Where this tool differs from the original on purpose, the message says
+/// what changed since the original and the fix; nothing is sent.
+#[test]
+fn deliberate_differences_from_the_original_say_what_changed() {
+    let sim = Sim::start();
+    let host = Host::new();
+    original_template(&host, &sim.url());
+    original_executors(&host, &sim.url());
+
+    // The original went on without a schema when the file was missing.
+    let missing = host.dir.path().join("tag_schema.json");
+    let run = host.run(&["--tag-schema", missing.to_str().unwrap()]);
+    assert_eq!(run.code, 1, "{run:?}");
+    for part in [
+        "tag_schema.json",
+        "does not exist",
+        "original register-runner",
+        "remove --tag-schema",
+    ] {
+        assert!(run.stderr.contains(part), "{part}: {run:?}");
+    }
+
+    // The original named runners after their executor type: two shell
+    // executors became one runner there.
+    host.write_executor(
+        "shell-2.toml",
+        &format!("url = \"{}\"\nexecutor = \"shell\"\n", sim.url()),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    for part in [
+        "shell.toml",
+        "shell-2.toml",
+        "after their executor type",
+        "another `name`",
+    ] {
+        assert!(run.stderr.contains(part), "{part}: {run:?}");
+    }
+    assert!(sim.requests().is_empty(), "{:#?}", sim.requests());
 }
