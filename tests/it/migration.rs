@@ -660,6 +660,19 @@ fn a_python_capture_module_that_fails_stops_the_run_before_any_request() {
         assert!(run.stderr.contains(expect), "{module}: {run:?}");
         assert!(run.stderr.contains("--capture-tags"), "{run:?}");
     }
+    // The adapter is held to the rules of any capture program run as
+    // root: one that others may write is refused before it runs.
+    let adapter = installed.binary.with_file_name("capture-tags-python");
+    fs::set_permissions(&adapter, fs::Permissions::from_mode(0o757)).unwrap();
+    let mut cmd = host.command_of(&installed.binary, &["--capture-tags", "site_capture"]);
+    cmd.env("PYTHONPATH", &modules);
+    let run = run_command(cmd);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains("capture-tags-python") && run.stderr.contains("--capture-tags"),
+        "{run:?}"
+    );
+    assert!(!run.stderr.contains("no GPU found"), "it ran: {run:?}");
     assert!(sim.requests().is_empty(), "{:#?}", sim.requests());
     assert!(!host.config_path().exists());
 
