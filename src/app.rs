@@ -65,6 +65,7 @@ pub fn run(cli: &Cli, process_env: &Env) -> Result<ExitCode> {
     );
     let identity = Identity {
         identifying_tags: identifying,
+        hostname: hostname.clone(),
         system_id: system_id.value.clone(),
         name_prefix: format!("{hostname} {} ", cli.service_instance),
         instance: cli.service_instance.clone(),
@@ -144,7 +145,11 @@ fn load(cli: &Cli, process_env: &Env) -> Result<Loaded> {
     };
     let inputs = config::load(&env)?;
     let schema = cli.tag_schema.as_deref().map(TagSchema::load).transpose()?;
-    let capture = cli.capture_tags.as_deref().map(Capture::from_arg);
+    let capture = cli
+        .capture_tags
+        .as_deref()
+        .map(|arg| Capture::from_arg(arg, process_env.vars.get("PATH")))
+        .transpose()?;
     let mut tag_context = TagContext::new(
         &hostname,
         &cli.service_instance,

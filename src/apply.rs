@@ -192,7 +192,7 @@ impl Step<'_> {
             let Some(update) = &runner.update else {
                 continue;
             };
-            tracing::info!(gitlab = %self.client.url, runner = %runner.name, id = update.id, "updating runner: {}", update.reason);
+            tracing::info!(gitlab = %self.client.url, runner = %runner.name, id = update.id, "updating runner: {}: {}", update.reason, update.fields.join("; "));
             match self.gitlab.update_runner(update.id, &update.changes).await {
                 Ok(()) => applied.updated += 1,
                 Err(e) => applied.warnings.push(format!(

@@ -155,7 +155,9 @@ pub struct Cli {
     pub tag_schema: Option<PathBuf>,
 
     /// Executable that prints extra tag properties as a JSON object
-    /// ("builtin": the built-in capture of os, architecture and scheduler).
+    /// ("builtin": archspec's architecture and ancestors, and the scheduler;
+    /// a Python module name or `.py` file: the original's capture module,
+    /// run through capture-tags-python).
     #[arg(long, value_name = "PROGRAM")]
     pub capture_tags: Option<String>,
 

@@ -589,6 +589,7 @@ mod tests {
                 managers,
                 system_id: SYSTEM_ID.into(),
                 name_prefix: "node01 main ".into(),
+                original: None,
             }
         };
         (store, observation, held_tokens)

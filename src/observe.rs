@@ -56,6 +56,12 @@ pub struct Observation {
     pub system_id: String,
     /// `"<hostname> <instance> "`: how this host's default runner names start.
     pub name_prefix: String,
+    /// Only while migrating from the original tool (the last output holds
+    /// entries it wrote, with `description`, or a held runner lacks the
+    /// identifying tags), with a PAT: the runners tagged `<host>,<instance>`
+    /// (the original's tags; it never set `managed`), their managers in
+    /// `managers`. `None`: not migrating, or no PAT.
+    pub original: Option<Result<Vec<ListedRunner>, String>>,
 }
 
 impl Observation {
@@ -68,6 +74,7 @@ impl Observation {
             managers: BTreeMap::new(),
             system_id: system_id.to_string(),
             name_prefix: name_prefix.to_string(),
+            original: None,
         }
     }
 
@@ -84,6 +91,8 @@ impl Observation {
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub identifying_tags: Vec<String>,
+    /// This host's name: the original tool's first tag.
+    pub hostname: String,
     pub system_id: String,
     /// `"<hostname> <instance> "`, how this host's default runner names start.
     pub name_prefix: String,
@@ -254,6 +263,32 @@ async fn observe_inner(
     );
     verified.extend(verify_all(&gitlab, dedup(restored), &system_id).await?);
 
+    // Phase 5, only while migrating from the original tool: its runners
+    // (SPEC §3's one exception), and the managers of those not accounted for.
+    let mut managers = managers;
+    let original = if gitlab.has_pat() && migrating(&held, &details, &identity) {
+        let tags = [identity.hostname.clone(), identity.instance.clone()];
+        match gitlab.list_runners(&tags).await {
+            Ok(runners) => {
+                let ids = runners
+                    .iter()
+                    .filter(|r| {
+                        !accounted.contains(&r.id)
+                            && !foreign_ids.contains(&r.id)
+                            && !managers.contains_key(&r.id)
+                    })
+                    .map(|r| r.id)
+                    .collect();
+                managers.extend(managers_of(&gitlab, ids).await?);
+                Some(Ok(runners))
+            }
+            Err(e) if e.unreachable => return Err(e),
+            Err(e) => Some(Err(e.to_string())),
+        }
+    } else {
+        None
+    };
+
     Ok(Observation {
         unreachable: None,
         verified,
@@ -262,7 +297,23 @@ async fn observe_inner(
         managers,
         system_id,
         name_prefix: identity.name_prefix,
+        original,
     })
+}
+
+/// Whether this run migrates from the original tool: the last output holds
+/// an entry it wrote (`description`, not `name`), or a held runner GitLab
+/// described lacks an identifying tag (the original never set `managed`).
+fn migrating(held: &[HeldRunner], details: &Details, identity: &Identity) -> bool {
+    held.iter().any(|h| h.table.0.contains_key("description"))
+        || details.values().any(|d| {
+            d.as_ref().is_ok_and(|d| {
+                !identity
+                    .identifying_tags
+                    .iter()
+                    .all(|t| d.tag_list.contains(t))
+            })
+        })
 }
 
 /// Which runners' details the plan needs: kept runners (drift) when a PAT

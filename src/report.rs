@@ -21,6 +21,9 @@ pub struct Line {
     pub name: String,
     pub id: Option<u64>,
     pub reason: String,
+    /// An update's changes, field by field (`tags: +managed -old_tag`,
+    /// `locked: true → false`); empty for other actions.
+    pub changes: Vec<String>,
 }
 
 /// The plan's lines for each GitLab, in order.
@@ -43,6 +46,7 @@ pub fn lines(plan: &Plan) -> Vec<(String, Vec<Line>)> {
                     name: r.name.clone(),
                     id,
                     reason: r.action.reason().to_string(),
+                    changes: Vec::new(),
                 });
                 if let Some(update) = &r.update {
                     lines.push(Line {
@@ -50,6 +54,7 @@ pub fn lines(plan: &Plan) -> Vec<(String, Vec<Line>)> {
                         name: r.name.clone(),
                         id: Some(update.id),
                         reason: update.reason.clone(),
+                        changes: update.fields.clone(),
                     });
                 }
                 if r.rotate {
@@ -58,6 +63,7 @@ pub fn lines(plan: &Plan) -> Vec<(String, Vec<Line>)> {
                         name: r.name.clone(),
                         id,
                         reason: "token in the last quarter of its life".into(),
+                        changes: Vec::new(),
                     });
                 }
             }
@@ -71,6 +77,7 @@ pub fn lines(plan: &Plan) -> Vec<(String, Vec<Line>)> {
                     name: d.name.clone(),
                     id: d.id,
                     reason: d.reason.clone(),
+                    changes: Vec::new(),
                 });
             }
             for (name, _) in &g.carry_over {
@@ -79,6 +86,7 @@ pub fn lines(plan: &Plan) -> Vec<(String, Vec<Line>)> {
                     name: name.clone(),
                     id: None,
                     reason: "no executor file, but it cannot be deleted now: entry kept".into(),
+                    changes: Vec::new(),
                 });
             }
             (g.url.clone(), lines)
@@ -147,6 +155,9 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
                 id,
                 safe(&line.reason)
             );
+            for change in &line.changes {
+                let _ = writeln!(out, "  {:<14} {}", "", safe(change));
+            }
         }
         for problem in g.map(|g| g.problems.as_slice()).unwrap_or_default() {
             let _ = writeln!(out, "  {} {}", paint("31", "error:"), safe(problem));
@@ -181,7 +192,8 @@ fn quote(name: &str) -> String {
 }
 
 /// The JSON report: `{"changes", "gitlabs": [{url, offline, problems,
-/// actions: [{action, name, id, reason}]}], "diff"}`.
+/// actions: [{action, name, id, reason, changes}]}], "diff"}`; `changes`
+/// lists an update's field changes (empty for other actions).
 pub fn json(plan: &Plan, diff: &str, changes: bool) -> Value {
     let gitlabs: Vec<Value> = lines(plan)
         .into_iter()
@@ -197,6 +209,7 @@ pub fn json(plan: &Plan, diff: &str, changes: bool) -> Value {
                     "name": l.name,
                     "id": l.id,
                     "reason": l.reason,
+                    "changes": l.changes,
                 })).collect::<Vec<_>>(),
             })
         })

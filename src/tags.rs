@@ -15,9 +15,11 @@ use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+use archspec::cpu::Microarchitecture;
 use serde_json::{Map, Value};
 
 use crate::config::Executor;
@@ -70,26 +72,72 @@ pub fn check_identity(hostname: &str, instance: &str) -> Result<()> {
 /// Where extra tag properties come from.
 #[derive(Debug, Clone)]
 pub enum Capture {
-    /// `--capture-tags builtin`: os, architecture, and the batch scheduler on PATH.
+    /// `--capture-tags builtin`: archspec's architecture and its ancestors,
+    /// and the batch scheduler on PATH.
     Builtin,
     /// A program run as `PROGRAM <instance> <executor_type>` that prints a JSON object.
     Program(PathBuf),
+    /// The original's form: a Python module with `capture_tags(instance,
+    /// executor_type, env, tag_schema)`, by name (imported from
+    /// `PYTHONPATH`) or as a `.py` path, run through the shipped adapter
+    /// ([`ADAPTER`]) as `ADAPTER <module> <instance> <executor_type>`.
+    Python { module: String, adapter: PathBuf },
 }
 
+/// The adapter that runs a Python capture module (packaging/capture-tags-python).
+pub const ADAPTER: &str = "capture-tags-python";
+
+/// Where the adapter is looked for, after the directory of the running
+/// binary: the packages install it in the first.
+pub const ADAPTER_DIRS: &[&str] = &["/usr/libexec/register-runner", "/usr/share/register-runner"];
+
 impl Capture {
-    pub fn from_arg(arg: &str) -> Capture {
+    /// `builtin`; a path (with a `/`) or a bare name found on `path` (the
+    /// run's `PATH`): a program; a name ending in `.py`, or a bare name that
+    /// is no executable on `PATH`: a Python module, as the original's
+    /// `--capture-tags capture_tags` (its default) imported with importlib.
+    pub fn from_arg(arg: &str, path: Option<&String>) -> Result<Capture> {
         if arg == "builtin" {
-            Capture::Builtin
-        } else {
-            Capture::Program(PathBuf::from(arg))
+            return Ok(Capture::Builtin);
         }
+        let python = arg.ends_with(".py") || (!arg.contains('/') && !on_path(arg, path));
+        if !python {
+            return Ok(Capture::Program(PathBuf::from(arg)));
+        }
+        let adapter = find_adapter().ok_or_else(|| {
+            anyhow!(
+                "--capture-tags `{arg}` is not an executable, so it is read as a Python capture module \
+                 (as the original register-runner did), but the adapter `{ADAPTER}` was found neither next to \
+                 register-runner nor in {}: reinstall the package, or give the path of an executable",
+                ADAPTER_DIRS.join(" or ")
+            )
+        })?;
+        Ok(Capture::Python {
+            module: arg.to_string(),
+            adapter,
+        })
     }
+}
+
+/// The adapter next to the running binary, else in [`ADAPTER_DIRS`].
+fn find_adapter() -> Option<PathBuf> {
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent().map(Path::to_path_buf));
+    beside
+        .into_iter()
+        .chain(ADAPTER_DIRS.iter().map(PathBuf::from))
+        .map(|dir| dir.join(ADAPTER))
+        .find(|candidate| candidate.is_file())
 }
 
 /// A compiled `--tag-schema`.
 pub struct TagSchema {
     path: PathBuf,
     validator: jsonschema::Validator,
+    /// The schema as read: the built-in capture classifies `env_tags`
+    /// values by its `os` and `architecture` enums and `custom-name`.
+    schema: Value,
 }
 
 impl std::fmt::Debug for TagSchema {
@@ -102,7 +150,14 @@ impl std::fmt::Debug for TagSchema {
 
 impl TagSchema {
     pub fn load(path: &Path) -> Result<TagSchema> {
-        let text = fsutil::read_input(path).context("--tag-schema")?;
+        let Some(text) = fsutil::read_input_opt(path).context("--tag-schema")? else {
+            bail!(
+                "--tag-schema `{}` does not exist: the original register-runner went on without a schema \
+                 when its file was missing, register-runner stops so that no runner is tagged unchecked; \
+                 create the file, or remove --tag-schema from the unit's ExecStartPre= line",
+                path.display()
+            );
+        };
         let schema: Value = serde_json::from_str(&text).map_err(|e| {
             anyhow!(
                 "--tag-schema `{}` line {}, column {}: invalid JSON: {e}",
@@ -135,7 +190,38 @@ impl TagSchema {
         Ok(TagSchema {
             path: path.to_path_buf(),
             validator,
+            schema,
         })
+    }
+
+    /// Whether the schema's `properties.<property>.enum` lists `value`.
+    fn lists(&self, property: &str, value: &str) -> bool {
+        self.schema
+            .pointer(&format!("/properties/{property}/enum"))
+            .and_then(Value::as_array)
+            .is_some_and(|values| values.iter().any(|v| v.as_str() == Some(value)))
+    }
+
+    /// The original's `capture_tags.py` classification of one `env_tags`
+    /// value: `os` or `architecture` when the schema's enum lists it, else
+    /// a `custom` tag prefixed with the schema's `custom-name`. The
+    /// original passed the variable *names* here, which no enum matches;
+    /// the values are what it meant.
+    fn classify(&self, value: &str, properties: &mut Map<String, Value>) {
+        if self.lists("os", value) {
+            properties.insert("os".into(), Value::String(value.into()));
+        } else if self.lists("architecture", value) {
+            properties.insert("architecture".into(), Value::String(value.into()));
+        } else {
+            let prefix = self
+                .schema
+                .get("custom-name")
+                .and_then(Value::as_str)
+                .unwrap_or("custom");
+            if let Some(Value::Array(custom)) = properties.get_mut("custom") {
+                custom.push(Value::String(format!("{prefix}_{value}")));
+            }
+        }
     }
 
     fn check(&self, properties: &Value, executor: &Executor) -> Result<()> {
@@ -183,6 +269,9 @@ pub struct TagContext {
     /// capture ([`crate::env::Env::vars`]).
     pub env: HashMap<String, String>,
     captured: HashMap<String, Map<String, Value>>,
+    /// The host's CPU as archspec names it, detected on first use by the
+    /// built-in capture (tests set it with [`TagContext::with_cpu`]).
+    cpu: Option<Arc<Microarchitecture>>,
 }
 
 impl TagContext {
@@ -200,7 +289,14 @@ impl TagContext {
             capture,
             env,
             captured: HashMap::new(),
+            cpu: None,
         }
+    }
+
+    /// The built-in capture reports `cpu` instead of detecting the host's.
+    pub fn with_cpu(mut self, cpu: Arc<Microarchitecture>) -> TagContext {
+        self.cpu = Some(cpu);
+        self
     }
 
     /// The full tag list of one executor's runner.
@@ -224,7 +320,19 @@ impl TagContext {
             .map(String::from)
             .to_vec();
         let mut captured_keys = Vec::new();
-        if let Some(extra) = self.captured(&executor.executor)? {
+        let env_values: Vec<String> = properties["env"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(String::from))
+            .collect();
+        if let Some(mut extra) = self.captured(&executor.executor, &env_values)? {
+            // As the original's capture_tags.py, given a tag schema.
+            if let (Some(Capture::Builtin), Some(schema)) = (&self.capture, &self.schema) {
+                for value in &env_values {
+                    schema.classify(value, &mut extra);
+                }
+            }
             let program = self.capture_name();
             for (key, value) in extra {
                 if PROTECTED_PROPERTIES.contains(&key.as_str()) {
@@ -290,23 +398,70 @@ impl TagContext {
     fn capture_name(&self) -> String {
         match &self.capture {
             Some(Capture::Program(program)) => program.display().to_string(),
+            Some(Capture::Python { module, .. }) => module.clone(),
             Some(Capture::Builtin) | None => "builtin".into(),
         }
     }
 
-    fn captured(&mut self, executor_type: &str) -> Result<Option<Map<String, Value>>> {
+    /// What the capture gives for this executor type (and, for a Python
+    /// module, these `env_tags` values), run once per distinct input.
+    fn captured(
+        &mut self,
+        executor_type: &str,
+        env_values: &[String],
+    ) -> Result<Option<Map<String, Value>>> {
         let Some(capture) = &self.capture else {
             return Ok(None);
         };
-        if let Some(found) = self.captured.get(executor_type) {
+        let key = match capture {
+            Capture::Python { .. } => format!("{executor_type}\0{}", env_values.join("\0")),
+            _ => executor_type.to_string(),
+        };
+        if let Some(found) = self.captured.get(&key) {
             return Ok(Some(found.clone()));
         }
         let properties = match capture {
-            Capture::Builtin => builtin_capture(executor_type, self.env.get("PATH")),
-            Capture::Program(program) => run_capture(program, &self.instance, executor_type)?,
+            Capture::Python { module, adapter } => {
+                let mut envs = vec![(
+                    "REGISTER_RUNNER_ENV_TAGS".to_string(),
+                    Value::from(env_values.to_vec()).to_string(),
+                )];
+                if let Some(schema) = &self.schema {
+                    envs.push((
+                        "REGISTER_RUNNER_TAG_SCHEMA".to_string(),
+                        schema.path.display().to_string(),
+                    ));
+                }
+                // A module given by path runs as root like a program: the
+                // same ownership rule.
+                if module.contains('/') {
+                    let meta = std::fs::metadata(module)
+                        .with_context(|| format!("--capture-tags: cannot read `{module}`"))?;
+                    fsutil::check_trusted(module, &meta).context("--capture-tags")?;
+                }
+                let invocation = CaptureRun {
+                    program: adapter,
+                    shown: module.clone(),
+                    first_args: vec![module.clone()],
+                    envs,
+                };
+                run_capture(&invocation, &self.instance, executor_type)?
+            }
+            Capture::Builtin => {
+                let cpu = self.cpu.get_or_insert_with(host_cpu).clone();
+                builtin_capture(executor_type, self.env.get("PATH"), &cpu)
+            }
+            Capture::Program(program) => {
+                let invocation = CaptureRun {
+                    program,
+                    shown: program.display().to_string(),
+                    first_args: Vec::new(),
+                    envs: Vec::new(),
+                };
+                run_capture(&invocation, &self.instance, executor_type)?
+            }
         };
-        self.captured
-            .insert(executor_type.to_string(), properties.clone());
+        self.captured.insert(key, properties.clone());
         Ok(Some(properties))
     }
 }
@@ -347,14 +502,32 @@ fn flatten(value: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// os, architecture, and for batch-style executors the scheduler on PATH.
-fn builtin_capture(executor_type: &str, path: Option<&String>) -> Map<String, Value> {
+/// This host's CPU as archspec (the library the original's capture_tags.py
+/// uses) names it; a CPU it does not know is its generic family (`x86_64`,
+/// `aarch64`, …), with no ancestors.
+fn host_cpu() -> Arc<Microarchitecture> {
+    archspec::cpu::host()
+        .unwrap_or_else(|_| Arc::new(Microarchitecture::generic(std::env::consts::ARCH)))
+}
+
+/// What the original's `capture_tags.py` gives: `architecture` (archspec's
+/// name of the host's microarchitecture), `micro-architecture` (its
+/// ancestors, nearest first), `custom` (filled from `env_tags` values when
+/// a tag schema is given), and for batch-style executors the scheduler on
+/// PATH.
+fn builtin_capture(
+    executor_type: &str,
+    path: Option<&String>,
+    cpu: &Microarchitecture,
+) -> Map<String, Value> {
     let mut map = Map::new();
-    map.insert("os".into(), Value::String(std::env::consts::OS.into()));
+    map.insert("architecture".into(), Value::String(cpu.name().into()));
+    let ancestors = cpu.ancestors().iter();
     map.insert(
-        "architecture".into(),
-        Value::String(std::env::consts::ARCH.into()),
+        "micro-architecture".into(),
+        Value::Array(ancestors.map(|a| Value::String(a.name().into())).collect()),
     );
+    map.insert("custom".into(), Value::Array(Vec::new()));
     if matches!(executor_type, "batch" | "custom") {
         let scheduler = [("bsub", "lsf"), ("salloc", "slurm"), ("cqsub", "cobalt")]
             .iter()
@@ -379,23 +552,41 @@ fn on_path(cmd: &str, path: Option<&String>) -> bool {
     })
 }
 
-/// Runs `PROGRAM <instance> <executor_type>`; its stdout must be a JSON
+/// One run of a capture program: `program [first_args…] <instance>
+/// <executor_type>`, with `envs` added to its environment; `shown` names it
+/// in messages (the module, for the Python adapter).
+struct CaptureRun<'a> {
+    program: &'a Path,
+    shown: String,
+    first_args: Vec<String>,
+    envs: Vec<(String, String)>,
+}
+
+/// Runs a capture program (or the Python adapter) as `PROGRAM
+/// <instance> <executor_type>`; its stdout must be a JSON
 /// object of at most [`CAPTURE_MAX_BYTES`]. [`CAPTURE_TIMEOUT`] covers the
 /// run and reading its output to the end: a background process that keeps
 /// stdout open holds the run no longer than that. The program runs in a
 /// process group of its own, and on a timeout the whole group is killed.
 #[allow(unsafe_code)] // libc::kill of the process group; see the SAFETY comment
-fn run_capture(program: &Path, instance: &str, executor_type: &str) -> Result<Map<String, Value>> {
+fn run_capture(
+    run: &CaptureRun<'_>,
+    instance: &str,
+    executor_type: &str,
+) -> Result<Map<String, Value>> {
     use std::os::unix::process::CommandExt;
-    let shown = program.display();
+    let program = run.program;
+    let shown = &run.shown;
     // It runs as this user (root): one that another user can replace would
     // run their code as root. A bare name found on PATH is the system's.
     if program.components().count() > 1 {
         let meta = std::fs::metadata(program)
             .with_context(|| format!("--capture-tags: cannot run `{shown}`"))?;
-        fsutil::check_trusted(&shown.to_string(), &meta).context("--capture-tags")?;
+        fsutil::check_trusted(&program.display().to_string(), &meta).context("--capture-tags")?;
     }
     let mut child = Command::new(program)
+        .args(&run.first_args)
+        .envs(run.envs.iter().map(|(k, v)| (k, v)))
         .arg(instance)
         .arg(executor_type)
         .stdin(Stdio::null())
@@ -545,11 +736,118 @@ mod tests {
         assert!(err.contains("executor_type"), "{err}");
     }
 
+    /// A schema in the shape of the original's `tag_schema.json`: `os` and
+    /// `architecture` enums, `custom-name`, arrays for `custom`, `env` and
+    /// `micro-architecture`. Its architecture enum stops at `zen2`, as the
+    /// original's does.
+    const ORIGINAL_SHAPED_SCHEMA: &str = r#"{
+        "$schema": "http://json-schema.org/schema/",
+        "type": "object",
+        "properties": {
+            "hostname": {"type": "string"},
+            "instance": {"type": "string"},
+            "os": {"type": "string", "enum": ["rhel", "toss", "debian", "linux"]},
+            "architecture": {"type": "string",
+                "enum": ["aarch64", "haswell", "skylake", "x86_64", "zen", "zen2"]},
+            "executor_type": {"type": "string", "enum": ["shell", "batch", "custom"]},
+            "scheduler": {"type": "string"},
+            "custom": {"type": "array"},
+            "env": {"type": "array"},
+            "micro-architecture": {"type": "array"}
+        },
+        "required": ["hostname", "instance", "executor_type"],
+        "custom-name": "site"
+    }"#;
+
+    fn known_cpu(name: &str) -> Arc<Microarchitecture> {
+        Microarchitecture::known_targets()
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| panic!("archspec knows {name}"))
+    }
+
+    fn original_shaped_schema(dir: &Path) -> TagSchema {
+        let path = dir.join("tag_schema.json");
+        std::fs::write(&path, ORIGINAL_SHAPED_SCHEMA).unwrap();
+        TagSchema::load(&path).unwrap()
+    }
+
+    /// The CPU is given, so the test does not depend on the machine: the
+    /// original-shaped schema lists no `x86_64_v4`.
     #[test]
-    fn builtin_capture_adds_os_and_architecture() {
-        let mut ctx = TagContext::new("h1", "main", None, Some(Capture::Builtin), HashMap::new());
+    fn builtin_capture_gives_archspec_name_and_ancestors() {
+        let zen2 = known_cpu("zen2");
+        let mut ctx = TagContext::new("h1", "main", None, Some(Capture::Builtin), HashMap::new())
+            .with_cpu(zen2.clone());
         let tags = ctx.runner_tags(&executor("shell")).unwrap();
-        assert!(tags.contains(&std::env::consts::ARCH.to_string()));
+        assert!(tags.contains(&"zen2".to_string()), "{tags:?}");
+        let ancestors: Vec<&str> = zen2.ancestors().iter().map(|a| a.name()).collect();
+        assert!(
+            ancestors.contains(&"zen") && ancestors.contains(&"x86_64"),
+            "{ancestors:?}"
+        );
+        for ancestor in ancestors {
+            assert!(tags.iter().any(|t| t == ancestor), "{ancestor} in {tags:?}");
+        }
+        // No `os` property of its own, as the original.
+        assert!(!tags.contains(&"linux".to_string()), "{tags:?}");
+    }
+
+    /// tests/test_capture_tags.py of the original: env values `mytag` and
+    /// `debian` with its schema give `custom == ["custom_mytag"]` and
+    /// `os == "debian"` (here with `custom-name` "site"), and the result
+    /// satisfies the schema.
+    #[test]
+    fn builtin_capture_classifies_env_values_with_the_schema() {
+        let dir = tempfile::tempdir().unwrap();
+        let env = HashMap::from([
+            ("SITE".to_string(), "mytag".to_string()),
+            ("MISSING".to_string(), "debian".to_string()),
+        ]);
+        let mut ctx = TagContext::new(
+            "h1",
+            "main",
+            Some(original_shaped_schema(dir.path())),
+            Some(Capture::Builtin),
+            env,
+        )
+        .with_cpu(known_cpu("haswell"));
+        let tags = ctx.runner_tags(&executor("batch")).unwrap();
+        for tag in ["site_mytag", "debian", "mytag", "haswell", "x86_64"] {
+            assert!(tags.iter().any(|t| t == tag), "{tag} in {tags:?}");
+        }
+        // An env value in the architecture enum sets `architecture`, as
+        // the original's `properties.update` does.
+        let env = HashMap::from([("SITE".to_string(), "skylake".to_string())]);
+        let mut ctx = TagContext::new(
+            "h1",
+            "main",
+            Some(original_shaped_schema(dir.path())),
+            Some(Capture::Builtin),
+            env,
+        )
+        .with_cpu(known_cpu("zen2"));
+        let tags = ctx.runner_tags(&executor("shell")).unwrap();
+        assert!(tags.contains(&"skylake".to_string()), "{tags:?}");
+        assert!(!tags.contains(&"zen2".to_string()), "{tags:?}");
+        assert!(!tags.iter().any(|t| t.starts_with("site_")), "{tags:?}");
+    }
+
+    /// A CPU newer than the schema's enum fails the schema, naming the
+    /// property (as the original's jsonschema.validate would).
+    #[test]
+    fn builtin_capture_of_a_cpu_the_schema_does_not_list_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut ctx = TagContext::new(
+            "h1",
+            "main",
+            Some(original_shaped_schema(dir.path())),
+            Some(Capture::Builtin),
+            HashMap::new(),
+        )
+        .with_cpu(known_cpu("x86_64_v4"));
+        let err = ctx.runner_tags(&executor("shell")).unwrap_err().to_string();
+        assert!(err.contains("property `architecture`"), "{err}");
     }
 
     /// The scheduler is looked up on the `PATH` the run's environment

@@ -17,7 +17,8 @@ use super::{Executor, LoadEnv, Template, normalize_url};
 use crate::secret::{Secret, shown_url};
 
 pub(super) fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Executor> {
-    let (source, doc) = TomlSource::read(path)?;
+    // The keys the tool consumes are never copied: any TOML the parser reads.
+    let (source, doc) = TomlSource::read(path, |key| keys::tool_keys().any(|k| k == key))?;
     let table = doc.as_table();
     refuse_generated_keys(&source, table)?;
     let url = client_url(&source, table, template)?;
@@ -87,6 +88,12 @@ fn client_url(source: &TomlSource, table: &Table, template: &Template) -> Result
     Ok(normalized)
 }
 
+/// The original's runner name, `<hostname> <instance> <executor> Runner`:
+/// the default, so that its runners are recognised.
+pub(super) fn default_runner_name(env: &LoadEnv, executor: &str) -> String {
+    format!("{} {} {} Runner", env.hostname, env.instance, executor)
+}
+
 /// `name`, or `<hostname> <instance> <executor> Runner`; at most GitLab's
 /// 1024 characters either way.
 fn runner_name(
@@ -97,7 +104,7 @@ fn runner_name(
 ) -> Result<String> {
     let name = match source.non_empty_string(table, "name")? {
         Some(name) => name,
-        None => format!("{} {} {} Runner", env.hostname, env.instance, executor),
+        None => default_runner_name(env, executor),
     };
     if name.chars().count() > 1024 {
         // Without `name`, the default name is long because `executor` is.

@@ -162,8 +162,21 @@ pub fn load(env: &LoadEnv) -> Result<Inputs> {
     for file in files {
         let executor = executor::load_executor(&file, &template, env)?;
         if let Some(other) = names.get(&executor.name) {
+            // The original named every runner after its executor type, so
+            // two executors of one type collapsed into one runner there.
+            let since_the_original = if executor.name
+                == executor::default_runner_name(env, &executor.executor)
+            {
+                format!(
+                    " (the original register-runner named runners after their executor type, so two `{}` \
+                     executors became one runner; here each needs a name of its own)",
+                    executor.executor
+                )
+            } else {
+                String::new()
+            };
             bail!(
-                "`{}` and `{}` both name their runner `{}`: give one of them another `name`",
+                "`{}` and `{}` both name their runner `{}`{since_the_original}: give one of them another `name`",
                 other.display(),
                 file.display(),
                 executor.name

@@ -172,6 +172,32 @@ impl ServerSettings {
         }
         keys
     }
+
+    /// Each setting GitLab holds otherwise, as `key: held → wanted`
+    /// (`(unset)` for a value GitLab does not give), for the dry-run and
+    /// the log.
+    pub fn shown_drift(&self, details: &RunnerDetails) -> Vec<String> {
+        self.0
+            .iter()
+            .filter_map(|(setting, value)| {
+                let held = (setting.held)(details);
+                (held.as_ref() != Some(value)).then(|| {
+                    let held = held.map_or_else(|| "(unset)".to_string(), |h| h.to_string());
+                    format!("{}: {held} → {value}", setting.key)
+                })
+            })
+            .collect()
+    }
+}
+
+impl std::fmt::Display for Setting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Setting::Bool(b) => write!(f, "{b}"),
+            Setting::Number(n) => write!(f, "{n}"),
+            Setting::Text(t) => write!(f, "{t:?}"),
+        }
+    }
 }
 
 impl ServerSetting {

@@ -21,7 +21,16 @@ pub(super) struct TomlSource {
 }
 
 impl TomlSource {
-    pub(super) fn read(path: &Path) -> Result<(TomlSource, toml_edit::Document<String>)> {
+    /// Reads and parses `path`. The TOML 1.0 check covers only what is
+    /// copied to config.toml: a top-level key for which `consumed` is true
+    /// (the template's `client_configs`, an executor file's `url`, `tags`,
+    /// …) is read by the tool and never written out, so any TOML the
+    /// parser accepts is fine there (the original's README writes
+    /// `client_configs` as an inline table over several lines).
+    pub(super) fn read(
+        path: &Path,
+        consumed: impl Fn(&str) -> bool,
+    ) -> Result<(TomlSource, toml_edit::Document<String>)> {
         let text = fsutil::read_input(path)?;
         let source = TomlSource {
             path: path.to_path_buf(),
@@ -37,7 +46,8 @@ impl TomlSource {
                 e.message().trim_end()
             )
         })?;
-        if let Some((span, what)) = toml10::toml_1_1_syntax(doc.as_table(), &source.text) {
+        if let Some((span, what)) = toml10::toml_1_1_syntax(doc.as_table(), &source.text, &consumed)
+        {
             bail!(
                 "`{}`{}: {what} is TOML 1.1, which gitlab-runner cannot read: write it as TOML 1.0",
                 source.path.display(),

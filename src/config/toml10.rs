@@ -11,15 +11,31 @@ use toml_edit::{Item, Key, RawString, Table, Value};
 /// The first TOML 1.1 construct in a parsed file, if any. The parser
 /// accepts TOML 1.1, but gitlab-runner's (BurntSushi/toml) reads TOML 1.0,
 /// and what is copied into config.toml must stay readable by it.
-pub(super) fn toml_1_1_syntax(table: &Table, text: &str) -> Option<(Range<usize>, &'static str)> {
-    table.iter().find_map(|(name, item)| {
-        let key = table.key(name).and_then(|k| key_1_1_syntax(k, text));
-        key.or_else(|| match item {
-            Item::Value(v) => value_1_1_syntax(v, text),
-            Item::Table(t) => toml_1_1_syntax(t, text),
-            Item::ArrayOfTables(a) => a.iter().find_map(|t| toml_1_1_syntax(t, text)),
-            Item::None => None,
-        })
+/// Top-level keys for which `skip` is true are not looked at: they are
+/// consumed by the tool, never copied.
+pub(super) fn toml_1_1_syntax(
+    table: &Table,
+    text: &str,
+    skip: &dyn Fn(&str) -> bool,
+) -> Option<(Range<usize>, &'static str)> {
+    table
+        .iter()
+        .filter(|(name, _)| !skip(name))
+        .find_map(|(name, item)| toml_1_1_item(table, name, item, text))
+}
+
+fn toml_1_1_item(
+    table: &Table,
+    name: &str,
+    item: &Item,
+    text: &str,
+) -> Option<(Range<usize>, &'static str)> {
+    let key = table.key(name).and_then(|k| key_1_1_syntax(k, text));
+    key.or_else(|| match item {
+        Item::Value(v) => value_1_1_syntax(v, text),
+        Item::Table(t) => toml_1_1_syntax(t, text, &|_| false),
+        Item::ArrayOfTables(a) => a.iter().find_map(|t| toml_1_1_syntax(t, text, &|_| false)),
+        Item::None => None,
     })
 }
 
@@ -120,7 +136,7 @@ mod tests {
 
     fn first_1_1(text: &str) -> Option<&'static str> {
         let doc = toml_edit::Document::parse(text.to_string()).unwrap();
-        toml_1_1_syntax(doc.as_table(), text).map(|(_, what)| what)
+        toml_1_1_syntax(doc.as_table(), text, &|_| false).map(|(_, what)| what)
     }
 
     #[test]

@@ -13,13 +13,15 @@
 //! name; per executor its credentials (`credentials.rs`), then drift,
 //! rotation and the other-instance rule (`runner.rs`); then the deletes of
 //! unwanted held entries and of listed leftovers, the other instances'
-//! runners spared, the safety cap (`deletes.rs`). Whose a runner is lives
+//! runners spared, the safety cap (`deletes.rs`), and while migrating the
+//! runners the original tool leaked (`original.rs`). Whose a runner is lives
 //! in `ownership.rs`. No step does I/O or reads the clock.
 
 mod credentials;
 mod deletes;
 #[cfg(test)]
 mod model;
+mod original;
 mod ownership;
 mod runner;
 mod settings;
@@ -130,6 +132,9 @@ pub struct Update {
     pub changes: RunnerAttributes,
     /// Which settings differ, e.g. "tag_list, locked".
     pub reason: String,
+    /// Each change, field by field, as the dry-run and the log show it:
+    /// `tags: +managed -old_tag`, `locked: true → false`.
+    pub fields: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -408,6 +413,7 @@ fn plan_gitlab(cx: &GitLabContext<'_>) -> GitLabPlan {
     }
     deletes::delete_unwanted_entries(cx, &unwanted, &claimed, &mut gitlab);
     deletes::delete_leftovers(cx, &claimed, &mut gitlab);
+    original::delete_original_leftovers(cx, &claimed, &mut gitlab);
     deletes::spare_other_instances(cx, &mut gitlab);
     deletes::cap_deletes(cx, &mut gitlab);
     gitlab

@@ -146,6 +146,7 @@ impl GitLabModel {
             managers: if pat { managers } else { BTreeMap::new() },
             system_id: THIS_HOST.into(),
             name_prefix: "node01 main ".into(),
+            original: None,
         }
     }
 

@@ -27,20 +27,46 @@ pub(super) fn drift(
 ) -> Option<Update> {
     let mut changes = RunnerAttributes::default();
     let mut fields = Vec::new();
+    let mut shown = Vec::new();
     if details.description.as_deref() != Some(executor.name.as_str()) {
         changes.description = Some(executor.name.clone());
         fields.push("description");
+        shown.push(format!(
+            "description: {} → {:?}",
+            details
+                .description
+                .as_ref()
+                .map_or_else(|| "(unset)".to_string(), |d| format!("{d:?}")),
+            executor.name
+        ));
     }
     let have: HashSet<&str> = details.tag_list.iter().map(String::as_str).collect();
     let want: HashSet<&str> = tags.iter().map(String::as_str).collect();
     if have != want {
         changes.tag_list = Some(tags.to_vec());
         fields.push("tag_list");
+        shown.push(tag_change(&details.tag_list, tags));
     }
     fields.extend(executor.server.drift(details, &mut changes));
+    shown.extend(executor.server.shown_drift(details));
     (!fields.is_empty()).then(|| Update {
         id: details.id,
         changes,
         reason: format!("{} differ from the executor file", fields.join(", ")),
+        fields: shown,
     })
+}
+
+/// `tags: +added -removed`: added in the wanted order, removed in GitLab's.
+pub(super) fn tag_change(have: &[String], want: &[String]) -> String {
+    let added = want
+        .iter()
+        .filter(|t| !have.contains(t))
+        .map(|t| format!("+{t}"));
+    let removed = have
+        .iter()
+        .filter(|t| !want.contains(t))
+        .map(|t| format!("-{t}"));
+    let all: Vec<String> = added.chain(removed).collect();
+    format!("tags: {}", all.join(" "))
 }

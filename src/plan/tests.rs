@@ -34,6 +34,8 @@ pub(super) struct Host {
     others: Vec<OtherInstance>,
     executor_dir_empty: bool,
     allow_empty: bool,
+    /// The extra listing of the original tool's runners (migration only).
+    original: Option<Result<Vec<ListedRunner>, String>>,
 }
 
 impl Host {
@@ -51,6 +53,7 @@ impl Host {
             others: Vec::new(),
             executor_dir_empty: false,
             allow_empty: false,
+            original: None,
         }
     }
 
@@ -132,6 +135,21 @@ impl Host {
     /// system ids of its managers.
     pub(super) fn listed(mut self, id: u64, name: &str, managers: &[&str]) -> Host {
         if let Some(Ok(listed)) = &mut self.listing {
+            listed.push(ListedRunner {
+                id,
+                description: Some(name.into()),
+            });
+        }
+        self.managers
+            .insert(id, Ok(managers.iter().map(|s| s.to_string()).collect()));
+        self
+    }
+
+    /// A runner in the extra listing of the original tool's tags
+    /// (`<host>,<instance>`, while migrating), with its managers.
+    fn original(mut self, id: u64, name: &str, managers: &[&str]) -> Host {
+        let listed = self.original.get_or_insert_with(|| Ok(Vec::new()));
+        if let Ok(listed) = listed {
             listed.push(ListedRunner {
                 id,
                 description: Some(name.into()),
@@ -249,6 +267,7 @@ impl Host {
             managers: self.managers.clone(),
             system_id: THIS_HOST.into(),
             name_prefix: "node01 main ".into(),
+            original: self.original.clone(),
         }
     }
 
@@ -876,4 +895,132 @@ fn a_fresh_host_creates_each_runner() {
     };
     assert_eq!(attributes.description.as_deref(), Some("shell"));
     assert_eq!(attributes.locked, Some(false));
+}
+
+/// The original's default name of this host's shell runner.
+const ORIGINAL_SHELL: &str = "node01 main shell Runner";
+
+#[test]
+fn runners_the_original_tool_left_are_deleted_keeping_the_held_one() {
+    let plan = Host::new()
+        .executor(ORIGINAL_SHELL)
+        .held(ORIGINAL_SHELL, 1, "t1-original000000001")
+        .valid("t1-original000000001", 1)
+        .original(1, ORIGINAL_SHELL, &[THIS_HOST])
+        .original(2, ORIGINAL_SHELL, &[])
+        .original(3, ORIGINAL_SHELL, &[THIS_HOST])
+        .plan();
+    assert_eq!(
+        deletes(&plan),
+        [pair(ORIGINAL_SHELL, "id 2"), pair(ORIGINAL_SHELL, "id 3")]
+    );
+    assert!(
+        gitlab(&plan)
+            .deletes
+            .iter()
+            .all(|d| d.reason == "left by the original tool")
+    );
+    assert_eq!(
+        token_of(&plan, ORIGINAL_SHELL).as_deref(),
+        Some("t1-original000000001")
+    );
+}
+
+#[test]
+fn a_runner_of_the_original_another_host_uses_is_never_deleted() {
+    let plan = Host::new()
+        .executor(ORIGINAL_SHELL)
+        .held(ORIGINAL_SHELL, 1, "t1-original000000001")
+        .valid("t1-original000000001", 1)
+        .original(5, ORIGINAL_SHELL, &[OTHER_HOST])
+        .original(6, ORIGINAL_SHELL, &[THIS_HOST, OTHER_HOST])
+        .plan();
+    assert_eq!(deletes(&plan), []);
+    assert_eq!(
+        gitlab(&plan).warnings.len(),
+        2,
+        "{:?}",
+        gitlab(&plan).warnings
+    );
+    assert!(gitlab(&plan).warnings[0].contains(OTHER_HOST));
+}
+
+#[test]
+fn only_the_originals_exact_default_name_is_taken() {
+    let plan = Host::new()
+        .executor(ORIGINAL_SHELL)
+        .held(ORIGINAL_SHELL, 1, "t1-original000000001")
+        .valid("t1-original000000001", 1)
+        .original(7, "node01 main shell Runner (old)", &[])
+        .original(8, "node01 main docker Runner", &[])
+        .original(9, "node01-shell", &[])
+        .plan();
+    assert_eq!(deletes(&plan), []);
+}
+
+#[test]
+fn without_the_migration_listing_nothing_of_the_original_is_touched() {
+    // Not migrating: observe made no extra listing; a runner of this name
+    // outside the identifying tags is not this tool's (SPEC §3).
+    let plan = Host::new()
+        .executor(ORIGINAL_SHELL)
+        .held(ORIGINAL_SHELL, 1, "t1-original000000001")
+        .valid("t1-original000000001", 1)
+        .plan();
+    assert_eq!(deletes(&plan), []);
+}
+
+#[test]
+fn while_the_held_token_cannot_be_checked_no_leftover_of_the_original_goes() {
+    let plan = Host::new()
+        .executor(ORIGINAL_SHELL)
+        .held(ORIGINAL_SHELL, 1, "t1-original000000001")
+        .verify_fails("t1-original000000001")
+        .original(1, ORIGINAL_SHELL, &[THIS_HOST])
+        .original(2, ORIGINAL_SHELL, &[])
+        .plan();
+    assert_eq!(deletes(&plan), []);
+}
+
+#[test]
+fn a_runner_of_the_original_another_instance_holds_is_spared() {
+    let plan = Host::new()
+        .executor(ORIGINAL_SHELL)
+        .held(ORIGINAL_SHELL, 1, "t1-original000000001")
+        .valid("t1-original000000001", 1)
+        .original(2, ORIGINAL_SHELL, &[])
+        .other_instance("batch", &[(2, "glrt-otherinstance001")])
+        .plan();
+    assert_eq!(deletes(&plan), []);
+}
+
+#[test]
+fn a_failed_listing_of_the_originals_runners_deletes_none_of_them() {
+    let mut host = Host::new()
+        .executor(ORIGINAL_SHELL)
+        .held(ORIGINAL_SHELL, 1, "t1-original000000001")
+        .valid("t1-original000000001", 1);
+    host.original = Some(Err("HTTP 500".into()));
+    let plan = host.plan();
+    assert_eq!(deletes(&plan), []);
+    assert!(gitlab(&plan).warnings[0].contains("HTTP 500"));
+}
+
+#[test]
+fn an_update_shows_its_changes_field_by_field() {
+    let mut host = Host::new()
+        .executor("shell")
+        .held("shell", 1, "glrt-toolmade00000000")
+        .valid("glrt-toolmade00000000", 1)
+        .listed(1, "shell", &[THIS_HOST])
+        .details(1, "shell", &["node01", "node", "main", "old_tag"], None);
+    if let Some(Ok(details)) = host.details.get_mut(&1) {
+        details.locked = true;
+    }
+    let plan = host.plan();
+    let update = runner(&plan, "shell").update.as_ref().expect("an update");
+    assert_eq!(
+        update.fields,
+        ["tags: +managed -old_tag", "locked: true → false"]
+    );
 }

@@ -163,7 +163,13 @@ impl Host {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_register-runner"));
+        self.command_of(Path::new(env!("CARGO_BIN_EXE_register-runner")), args)
+    }
+
+    /// As [`Host::command`], running `program` (a link to the binary placed
+    /// elsewhere, say with the capture adapter beside it).
+    pub fn command_of(&self, program: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(program);
         cmd.arg("--prefix")
             .arg(&self.prefix)
             .arg("--service-instance")
