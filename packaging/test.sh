@@ -67,6 +67,7 @@ trap cleanup EXIT
 # --- 1. contents
 shared_files=(
   /usr/bin/register-runner
+  /usr/libexec/register-runner/capture-tags-python
   /usr/share/man/man1/register-runner.1.gz
   /usr/share/bash-completion/completions/register-runner
   /usr/share/fish/vendor_completions.d/register-runner.fish
