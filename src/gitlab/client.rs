@@ -6,7 +6,8 @@
 //! decided here. Tokens travel only in headers and JSON bodies, never in
 //! URLs or errors.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::{Method, StatusCode};
@@ -55,6 +56,10 @@ pub struct GitLab {
     /// GitLab asked us to wait: no request to it leaves before the hold ends.
     hold: HoldOff,
     backoff: bool,
+    /// The `client_configs` url, as the logs name this GitLab.
+    base: String,
+    /// Attempts by status ([`GitLab::request_counts`]).
+    requests: Mutex<BTreeMap<String, u64>>,
 }
 
 #[derive(Clone, Copy)]
@@ -93,6 +98,8 @@ impl GitLab {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             hold: HoldOff::new(deadline),
             backoff,
+            base: client.url.clone(),
+            requests: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -456,7 +463,9 @@ impl GitLab {
             let request = self
                 .request(&method, &url, query, auth, body, remaining)
                 .map_err(|message| fail(message, None, true))?;
+            let sent = Instant::now();
             let (class, status, answer) = attempt(request).await;
+            self.record(&method, path, status, sent.elapsed(), &class);
             let now = Now {
                 left: self.time_left(),
                 held: self.hold.held_for(Instant::now()),
@@ -519,6 +528,53 @@ impl GitLab {
             request = request.json(body);
         }
         Ok(request)
+    }
+
+    /// One line per request at `-v` (method, path, status, time; the
+    /// query and the body may carry tags or tokens, so neither is logged),
+    /// and the count by status for `--metrics-file`.
+    fn record(
+        &self,
+        method: &Method,
+        path: &str,
+        status: Option<u16>,
+        took: Duration,
+        class: &Class,
+    ) {
+        let label = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        let ms = took.as_millis() as u64;
+        match status {
+            Some(status) => tracing::debug!(
+                gitlab = %self.base,
+                method = %method,
+                path = %path,
+                status,
+                ms,
+                "request"
+            ),
+            None => tracing::debug!(
+                gitlab = %self.base,
+                method = %method,
+                path = %path,
+                ms,
+                error = class.reason().unwrap_or("failed"),
+                "request without an answer"
+            ),
+        }
+        if let Ok(mut counts) = self.requests.lock() {
+            *counts.entry(label).or_default() += 1;
+        }
+    }
+
+    /// Requests sent so far (each attempt counts), by HTTP status; `error`
+    /// for an attempt that got no answer.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.requests.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The GitLab's url as configured (for logs and metrics labels).
+    pub fn base_url(&self) -> &str {
+        &self.base
     }
 
     fn time_left(&self) -> Duration {
