@@ -74,6 +74,12 @@ pub struct Cli {
     /// Only errors in the log. RUST_LOG overrides.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// After every run (not a dry-run), write its metrics to this file in
+    /// Prometheus text format, atomically, for node_exporter's textfile
+    /// collector (name it `*.prom`).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -12,6 +12,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod gitlab;
 pub mod logging;
+pub mod metrics;
 pub mod observe;
 pub mod output;
 pub mod plan;

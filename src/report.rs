@@ -224,31 +224,74 @@ pub fn log_warnings(plan: &Plan) {
     }
 }
 
+/// What a run did, runner by runner: the counts of the final summary line
+/// and of the metrics file's `register_runner_last_run_runners`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub created: usize,
+    pub updated: usize,
+    pub rotated: usize,
+    pub deleted: usize,
+    pub kept: usize,
+    pub held: usize,
+    pub failed: usize,
+    pub warnings: usize,
+}
+
+impl Counts {
+    pub fn of_run(plan: &Plan, applied: &Applied, failed: usize, warnings: usize) -> Counts {
+        let runners = || plan.gitlabs.iter().flat_map(|g| &g.runners);
+        let issued = |r: &&RunnerPlan| applied.issued.contains_key(&r.name);
+        let created = runners()
+            .filter(|r| matches!(r.action, RunnerAction::Create { .. }))
+            .filter(issued)
+            .count();
+        let rotated = runners().filter(|r| r.rotate).filter(issued).count();
+        let kept = runners()
+            .filter(|r| matches!(r.action, RunnerAction::Keep { .. }))
+            .count();
+        let held = runners()
+            .filter(|r| matches!(r.action, RunnerAction::Hold { .. }))
+            .count()
+            + plan
+                .gitlabs
+                .iter()
+                .map(|g| g.carry_over.len())
+                .sum::<usize>()
+            + plan.unknown_gitlab.len();
+        Counts {
+            created,
+            updated: applied.updated,
+            rotated,
+            deleted: applied.deleted.len(),
+            kept,
+            held,
+            failed,
+            warnings,
+        }
+    }
+
+    /// The runner states in summary order (warnings are not a state).
+    pub fn by_state(&self) -> [(&'static str, usize); 7] {
+        [
+            ("created", self.created),
+            ("updated", self.updated),
+            ("rotated", self.rotated),
+            ("deleted", self.deleted),
+            ("kept", self.kept),
+            ("held", self.held),
+            ("failed", self.failed),
+        ]
+    }
+}
+
 /// The counts of the final summary line, for people and for monitoring:
 /// `created=1 updated=0 rotated=0 deleted=2 kept=5 held=0 failed=0 warnings=1`.
-pub fn summary(plan: &Plan, applied: &Applied, failed: usize, warnings: usize) -> String {
-    let runners = || plan.gitlabs.iter().flat_map(|g| &g.runners);
-    let issued = |r: &&RunnerPlan| applied.issued.contains_key(&r.name);
-    let created = runners()
-        .filter(|r| matches!(r.action, RunnerAction::Create { .. }))
-        .filter(issued)
-        .count();
-    let rotated = runners().filter(|r| r.rotate).filter(issued).count();
-    let kept = runners()
-        .filter(|r| matches!(r.action, RunnerAction::Keep { .. }))
-        .count();
-    let held = runners()
-        .filter(|r| matches!(r.action, RunnerAction::Hold { .. }))
-        .count()
-        + plan
-            .gitlabs
-            .iter()
-            .map(|g| g.carry_over.len())
-            .sum::<usize>()
-        + plan.unknown_gitlab.len();
-    format!(
-        "created={created} updated={} rotated={rotated} deleted={} kept={kept} held={held} failed={failed} warnings={warnings}",
-        applied.updated,
-        applied.deleted.len()
-    )
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (state, n) in self.by_state() {
+            write!(f, "{state}={n} ")?;
+        }
+        write!(f, "warnings={}", self.warnings)
+    }
 }

@@ -7,6 +7,7 @@ mod cli;
 mod coverage;
 mod dry_run;
 mod fuzz;
+mod operator;
 mod ownership;
 mod promises;
 mod reliability;

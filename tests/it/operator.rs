@@ -1,0 +1,422 @@
+//! What an operator sees (issue 12): logs journald understands, the
+//! per-request lines of `-v`, structured fields in JSON logs.
+
+use gitlab_sim::{ADMIN_PAT, REGISTRATION_TOKEN, Sim, SimOptions};
+use serde_json::Value;
+
+use crate::support::*;
+
+/// A run of the binary with `JOURNAL_STREAM` set, as under systemd.
+fn run_under_journald(host: &Host, args: &[&str]) -> Run {
+    let mut all = vec!["--timeout", "20"];
+    all.extend_from_slice(args);
+    let mut cmd = host.command(&all);
+    cmd.env("JOURNAL_STREAM", "8:123456");
+    run_command(cmd)
+}
+
+/// Every line of stderr opens with `<N>LEVEL ` where N is the sd-daemon
+/// priority of LEVEL; returns (priority, rest of line) per line.
+fn journald_lines(run: &Run) -> Vec<(u8, String)> {
+    run.stderr
+        .lines()
+        .map(|line| {
+            let (priority, rest) = line
+                .strip_prefix('<')
+                .and_then(|l| l.split_once('>'))
+                .unwrap_or_else(|| panic!("no <N> priority prefix: {line:?}\n{run:?}"));
+            let priority: u8 = priority.parse().expect("a number");
+            let level = match priority {
+                3 => "ERROR ",
+                4 => "WARN ",
+                6 => "INFO ",
+                7 => "DEBUG ",
+                other => panic!("unexpected priority {other}: {line:?}"),
+            };
+            assert!(
+                rest.starts_with(level) && !rest[level.len()..].starts_with(' '),
+                "priority <{priority}> without `{level}` or with padding: {line:?}"
+            );
+            (priority, rest[level.len()..].to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn under_journald_every_line_carries_its_priority_and_v_logs_each_request() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+
+    let run = run_under_journald(&host, &["-v"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines = journald_lines(&run);
+    // The summary line, in the form the issue gives.
+    let summary = lines
+        .iter()
+        .find(|(p, l)| *p == 6 && l.starts_with("runners in sync: "))
+        .unwrap_or_else(|| panic!("no summary line:\n{run:?}"));
+    assert!(
+        summary.1.contains(
+            "created=3 updated=0 rotated=0 deleted=0 kept=0 held=0 failed=0 warnings=0, elapsed "
+        ),
+        "{summary:?}"
+    );
+    // `-v`: one debug line per request GitLab saw, with method, path,
+    // status and time.
+    let requests = sim.requests();
+    let request_lines: Vec<&String> = lines
+        .iter()
+        .filter(|(p, l)| *p == 7 && l.starts_with("request gitlab="))
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(request_lines.len(), requests.len(), "{run:?}");
+    let line = |method: &str, path: &str, status: u16| {
+        format!(
+            "request gitlab={} method={method} path={path} status={status} ms=",
+            sim.url()
+        )
+    };
+    let creates = request_lines
+        .iter()
+        .filter(|l| l.starts_with(&line("POST", "/user/runners", 201)))
+        .count();
+    assert_eq!(creates, 3, "{request_lines:#?}");
+    assert!(
+        request_lines
+            .iter()
+            .any(|l| l.starts_with(&line("GET", "/runners/all", 200))),
+        "{request_lines:#?}"
+    );
+    assert_no_secret(&run, &secrets(&sim));
+}
+
+#[test]
+fn under_journald_errors_are_priority_3_and_warnings_4() {
+    let sim = Sim::start_with(SimOptions {
+        registration_disabled: true,
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
+    host.shell_executor(&sim.url());
+    let run = run_under_journald(&host, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines = journald_lines(&run);
+    let errors: Vec<&String> = lines
+        .iter()
+        .filter(|(p, _)| *p == 3)
+        .map(|(_, l)| l)
+        .collect();
+    // The step's own error line, then the final error.
+    assert!(
+        errors
+            .iter()
+            .any(|l| l.starts_with("cannot create runner: ")
+                && l.contains("Registration tokens are disabled")
+                && l.contains("runner=ci-node01 main shell Runner")),
+        "{run:?}"
+    );
+    assert!(
+        errors
+            .last()
+            .is_some_and(|l| l.starts_with("1 step(s) failed")),
+        "{run:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|(p, l)| *p == 6 && l.starts_with("run failed: ")),
+        "{run:?}"
+    );
+    assert_no_secret(&run, &secrets(&sim));
+}
+
+fn json_lines(run: &Run) -> Vec<Value> {
+    run.stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}\n{run:?}")))
+        .collect()
+}
+
+fn field<'a>(line: &'a Value, name: &str) -> Option<&'a Value> {
+    line.get("fields").and_then(|f| f.get(name))
+}
+
+#[test]
+fn json_logs_carry_runner_gitlab_and_id_as_fields_errors_included() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    let run = host.run(&["--log-format", "json", "-v"]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines = json_lines(&run);
+    let id = sim.runners()[0].id;
+    let created = lines
+        .iter()
+        .find(|l| field(l, "message").and_then(Value::as_str) == Some("created runner"))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert_eq!(
+        field(created, "runner").unwrap(),
+        "ci-node01 main shell Runner"
+    );
+    assert_eq!(field(created, "gitlab").unwrap(), &Value::from(sim.url()));
+    assert_eq!(field(created, "id").unwrap(), &Value::from(id));
+    // A request line has its parts as fields too.
+    assert!(
+        lines.iter().any(
+            |l| field(l, "method").and_then(Value::as_str) == Some("POST")
+                && field(l, "path").and_then(Value::as_str) == Some("/user/runners")
+                && field(l, "status").and_then(Value::as_u64) == Some(201)
+                && field(l, "ms").is_some_and(Value::is_u64)
+                && field(l, "gitlab") == Some(&Value::from(sim.url()))
+        ),
+        "{run:?}"
+    );
+
+    // An error: GitLab refuses the delete of the runner whose executor
+    // file went away.
+    host.remove_executor("shell.toml");
+    for pattern in ["/api/v4/runners/*", "/api/v4/runners"] {
+        sim.set_hostile(
+            "DELETE",
+            pattern,
+            gitlab_sim::HostileAnswer::json(400, r#"{"message":"400 Bad request"}"#),
+        );
+    }
+    let run = host.run(&["--log-format", "json", "--allow-empty"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines = json_lines(&run);
+    let error = lines
+        .iter()
+        .find(|l| {
+            l["level"] == "ERROR"
+                && field(l, "message")
+                    .and_then(Value::as_str)
+                    .is_some_and(|m| m.starts_with("cannot delete runner"))
+        })
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert_eq!(
+        field(error, "runner").unwrap(),
+        "ci-node01 main shell Runner"
+    );
+    assert_eq!(field(error, "gitlab").unwrap(), &Value::from(sim.url()));
+    assert_eq!(field(error, "id").unwrap(), &Value::from(id));
+    // The final error is JSON too.
+    let last = lines.last().unwrap();
+    assert_eq!(last["level"], "ERROR", "{run:?}");
+    assert_no_secret(&run, &secrets(&sim));
+}
+
+/// The metrics file, parsed by a real Prometheus text-format parser:
+/// (metric, labels, value) per sample; also checks every sample is a gauge.
+fn scrape(path: &std::path::Path) -> Vec<(String, std::collections::HashMap<String, String>, f64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("{e}\n{text}"));
+    scrape
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                other => panic!("{} is not a gauge: {other:?}\n{text}", s.metric),
+            };
+            (s.metric, (*s.labels).clone(), value)
+        })
+        .collect()
+}
+
+fn one(
+    samples: &[(String, std::collections::HashMap<String, String>, f64)],
+    metric: &str,
+    labels: &[(&str, &str)],
+) -> f64 {
+    let found: Vec<f64> = samples
+        .iter()
+        .filter(|(m, l, _)| {
+            m == metric
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, v)| *v)
+        .collect();
+    assert_eq!(found.len(), 1, "{metric} {labels:?} in {samples:#?}");
+    found[0]
+}
+
+#[test]
+fn metrics_file_after_a_sync_and_after_a_failed_run() {
+    let sim = Sim::start_with(SimOptions {
+        token_lifetime: Some(std::time::Duration::from_secs(7 * 24 * 3600)),
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    let metrics = host.dir.path().join("register-runner.prom");
+    let metrics_arg = metrics.to_str().unwrap();
+
+    let before = time::OffsetDateTime::now_utc().unix_timestamp();
+    let run = host.run(&["--metrics-file", metrics_arg]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let after = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert_eq!(Host::mode(&metrics), 0o644);
+    let samples = scrape(&metrics);
+    let main = ("service_instance", "main");
+    let at = one(
+        &samples,
+        "register_runner_last_run_timestamp_seconds",
+        &[main],
+    );
+    assert!(
+        (before as f64..=after as f64).contains(&at),
+        "{at} not in {before}..{after}"
+    );
+    assert_eq!(
+        one(&samples, "register_runner_last_run_success", &[main]),
+        1.0
+    );
+    let took = one(
+        &samples,
+        "register_runner_last_run_duration_seconds",
+        &[main],
+    );
+    assert!(took > 0.0 && took < (after - before + 1) as f64, "{took}");
+    for (state, n) in [
+        ("created", 3.0),
+        ("kept", 0.0),
+        ("deleted", 0.0),
+        ("failed", 0.0),
+    ] {
+        assert_eq!(
+            one(
+                &samples,
+                "register_runner_last_run_runners",
+                &[main, ("state", state)]
+            ),
+            n,
+            "{state}"
+        );
+    }
+    // Requests by status: what the simulator saw.
+    let requests = sim.requests();
+    let url = sim.url();
+    for status in [200u16, 201] {
+        let seen = requests.iter().filter(|r| r.status == status).count();
+        assert!(seen > 0);
+        assert_eq!(
+            one(
+                &samples,
+                "register_runner_last_run_requests",
+                &[
+                    main,
+                    ("gitlab", url.as_str()),
+                    ("status", &status.to_string())
+                ]
+            ),
+            seen as f64,
+            "{status}"
+        );
+    }
+    // Each held token's expiry, as GitLab gave it.
+    let runners = sim.runners();
+    let expiries: Vec<_> = samples
+        .iter()
+        .filter(|(m, _, _)| m == "register_runner_token_expires_at_timestamp_seconds")
+        .collect();
+    assert_eq!(expiries.len(), 3, "{samples:#?}");
+    for r in &runners {
+        let expected = time::OffsetDateTime::parse(
+            r.token_expires_at.as_deref().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp();
+        let id = r.id.to_string();
+        assert_eq!(
+            one(
+                &samples,
+                "register_runner_token_expires_at_timestamp_seconds",
+                &[
+                    main,
+                    ("runner", r.description.as_str()),
+                    ("id", id.as_str())
+                ]
+            ),
+            expected as f64
+        );
+    }
+    assert_no_secret(
+        &Run {
+            code: 0,
+            stdout: std::fs::read_to_string(&metrics).unwrap(),
+            stderr: String::new(),
+        },
+        &secrets(&sim),
+    );
+
+    // A failed run (after load) rewrites it: success 0, the tokens still
+    // held still listed.
+    sim.set_hostile(
+        "POST",
+        "/api/v4/user/runners",
+        gitlab_sim::HostileAnswer::json(400, r#"{"message":"400 Bad request"}"#),
+    );
+    host.write_executor(
+        "40-extra.toml",
+        &format!("url = \"{url}\"\nexecutor = \"shell\"\nname = \"extra\"\n"),
+    );
+    let run = host.run(&["--metrics-file", metrics_arg]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let samples = scrape(&metrics);
+    assert_eq!(
+        one(&samples, "register_runner_last_run_success", &[main]),
+        0.0
+    );
+    assert!(
+        one(
+            &samples,
+            "register_runner_last_run_requests",
+            &[main, ("gitlab", url.as_str()), ("status", "400")]
+        ) >= 1.0
+    );
+    let expiries = samples
+        .iter()
+        .filter(|(m, _, _)| m == "register_runner_token_expires_at_timestamp_seconds")
+        .count();
+    assert_eq!(expiries, 3, "{samples:#?}");
+}
+
+#[test]
+fn a_token_that_never_expires_has_no_expiry_series_and_a_dry_run_writes_no_metrics() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    let metrics = host.dir.path().join("rr.prom");
+    let metrics_arg = metrics.to_str().unwrap();
+    let run = host.run(&["--dry-run", "--metrics-file", metrics_arg]);
+    assert_eq!(run.code, 2, "{run:?}");
+    assert!(!metrics.exists());
+    let run = host.run(&["--metrics-file", metrics_arg]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let samples = scrape(&metrics);
+    assert_eq!(
+        one(
+            &samples,
+            "register_runner_last_run_runners",
+            &[("state", "created")]
+        ),
+        1.0
+    );
+    assert!(
+        !samples
+            .iter()
+            .any(|(m, _, _)| m == "register_runner_token_expires_at_timestamp_seconds"),
+        "{samples:#?}"
+    );
+}
