@@ -21,6 +21,7 @@
 
 mod executor;
 mod keys;
+pub mod known_keys;
 mod secret_file;
 mod server;
 mod source;
@@ -140,11 +141,22 @@ pub fn check_instance_name(instance: &str) -> Result<()> {
     Ok(())
 }
 
-/// Loads and validates the template and all executor files.
+/// Loads and validates the template and all executor files; logs what is
+/// worth a warning (unknown keys and executors).
 pub fn load(env: &LoadEnv) -> Result<Inputs> {
+    let mut warnings = Vec::new();
+    let inputs = load_collecting(env, &mut warnings);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    inputs
+}
+
+/// [`load`], with the warnings pushed onto `warnings` instead of logged.
+pub fn load_collecting(env: &LoadEnv, warnings: &mut Vec<String>) -> Result<Inputs> {
     check_instance_name(&env.instance)?;
     fsutil::check_owner_only_dir(&env.prefix)?;
-    let template = template::load_template(env)?;
+    let template = template::load_template(env, warnings)?;
     let dir = env.prefix.join(&env.instance);
     let files = match executor_files(&dir) {
         Ok(files) => {
@@ -160,7 +172,7 @@ pub fn load(env: &LoadEnv) -> Result<Inputs> {
     let mut executors = Vec::with_capacity(files.len());
     let mut names: HashMap<String, PathBuf> = HashMap::new();
     for file in files {
-        let executor = executor::load_executor(&file, &template, env)?;
+        let executor = executor::load_executor(&file, &template, env, warnings)?;
         if let Some(other) = names.get(&executor.name) {
             bail!(
                 "`{}` and `{}` both name their runner `{}`: give one of them another `name`",

@@ -15,7 +15,7 @@ use super::source::{TomlSource, kind, value_kind};
 use super::{ClientConfig, LoadEnv, RunnerScope, Template, keys, normalize_url, template_path};
 use crate::secret::{shown, shown_path, shown_url};
 
-pub(super) fn load_template(env: &LoadEnv) -> Result<Template> {
+pub(super) fn load_template(env: &LoadEnv, warnings: &mut Vec<String>) -> Result<Template> {
     let path = template_path(&env.prefix, &env.instance);
     if !path.exists() && fs::symlink_metadata(&path).is_err() {
         bail!(
@@ -25,7 +25,7 @@ pub(super) fn load_template(env: &LoadEnv) -> Result<Template> {
     }
     let (source, doc) = TomlSource::read(&path)?;
     // Case-insensitively, as gitlab-runner reads keys.
-    keys::check_template_keys(&source, doc.as_table())?;
+    keys::check_template_keys(&source, doc.as_table(), warnings)?;
     let Some(item) = doc.get("client_configs") else {
         bail!(
             "`{}`: no `[[client_configs]]`: add one per GitLab, with at least `url`",

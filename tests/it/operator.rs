@@ -420,3 +420,140 @@ fn a_token_that_never_expires_has_no_expiry_series_and_a_dry_run_writes_no_metri
         "{samples:#?}"
     );
 }
+
+/// A typo in an executor file that must be refused: exit 1, the file,
+/// line and key named with "did you mean", nothing sent, nothing written.
+fn assert_refused(extra: &str, key: &str, meant: &str) {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.write_executor(
+        "shell.toml",
+        &format!("url = \"{}\"\nexecutor = \"shell\"\n{extra}\n", sim.url()),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{extra}: {run:?}");
+    let file = host.executor_dir().join("shell.toml");
+    let expected = format!("`{}` line 3, column", file.display());
+    assert!(run.stderr.contains(&expected), "{extra}: {run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "key `{key}`: unknown key: did you mean `{meant}`?"
+        )),
+        "{extra}: {run:?}"
+    );
+    assert!(
+        sim.requests().is_empty(),
+        "{extra}: sent {:?}",
+        sim.requests()
+    );
+    assert!(!host.config_path().exists());
+}
+
+#[test]
+fn near_misses_of_keys_register_runner_reads_are_refused() {
+    assert_refused("tag = [\"gpu\"]", "tag", "tags");
+    assert_refused("env_tag = [\"SITE_TAG\"]", "env_tag", "env_tags");
+    assert_refused("run_untaged = true", "run_untaged", "run_untagged");
+    assert_refused("tag_list = [\"gpu\"]", "tag_list", "tags");
+}
+
+#[test]
+fn a_near_miss_executor_name_is_refused_an_unknown_one_is_a_warning() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.write_executor(
+        "shell.toml",
+        &format!("url = \"{}\"\nexecutor = \"shel\"\n", sim.url()),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr
+            .contains("key `executor`: unknown executor `shel`: did you mean `shell`?"),
+        "{run:?}"
+    );
+    assert!(sim.requests().is_empty());
+
+    // LLNL's `batch` executor is no near miss: a warning, and the run goes on.
+    host.write_executor(
+        "shell.toml",
+        &format!("url = \"{}\"\nexecutor = \"batch\"\n", sim.url()),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        run.stderr.lines().any(|l| l.contains(" WARN ")
+            && l.contains("key `executor`: executor `batch` is not one gitlab-runner")),
+        "{run:?}"
+    );
+    assert!(host.config().contains("executor = \"batch\""));
+}
+
+#[test]
+fn other_unknown_keys_are_warnings_with_a_suggestion_and_pass_through() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.write_template(&format!(
+        "concurent = 4\n\n[[client_configs]]\nurl = \"{}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n",
+        sim.url()
+    ));
+    host.write_executor(
+        "docker.toml",
+        &format!(
+            "url = \"{}\"\nexecutor = \"docker\"\nbuild_dir = \"/b\"\nsite_knob = 1\n\n[docker]\nimag = \"alpine\"\n",
+            sim.url()
+        ),
+    );
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains(" WARN "))
+        .collect();
+    let template = host.template_path();
+    let docker = host.executor_dir().join("docker.toml");
+    for (file, line, key, hint) in [
+        (&template, 1, "concurent", Some("concurrent")),
+        (&docker, 3, "build_dir", Some("builds_dir")),
+        (&docker, 4, "site_knob", None),
+        (&docker, 7, "docker.imag", Some("image")),
+    ] {
+        let located = format!("`{}` line {line}, column", file.display());
+        let found = warnings
+            .iter()
+            .find(|w| w.contains(&located) && w.contains(&format!("key `{key}`")));
+        let found = found.unwrap_or_else(|| panic!("no warning for {key}: {run:?}"));
+        match hint {
+            Some(h) => assert!(found.contains(&format!("did you mean `{h}`?")), "{found}"),
+            None => assert!(!found.contains("did you mean"), "{found}"),
+        }
+        assert!(found.contains("passed through as written"), "{found}");
+    }
+    assert_eq!(warnings.len(), 4, "{warnings:#?}");
+    let config = host.config();
+    for kept in [
+        "concurent = 4",
+        "build_dir = \"/b\"",
+        "site_knob = 1",
+        "imag = \"alpine\"",
+    ] {
+        assert!(
+            config.contains(kept),
+            "{kept} not passed through:\n{config}"
+        );
+    }
+}
+
+#[test]
+fn the_usual_executors_warn_of_nothing() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(!run.stderr.contains(" WARN "), "{run:?}");
+}
