@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Make this host's GitLab runners match the executor files under a prefix,
 /// then write gitlab-runner's config.<instance>.toml and .runner_system_id.
@@ -80,6 +80,41 @@ pub struct Cli {
     /// collector (name it `*.prom`).
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
+
+    /// `check`: validate the inputs only (without it: a run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; a run needs none, so every flag works without one.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Validate every input of a prefix (or a config-repo directory laid
+    /// out like one) and print every problem, each naming file, line and
+    /// key: no network, no lock, nothing written. Exit 0 when there is no
+    /// problem, 1 otherwise. Warnings do not fail it.
+    Check(CheckArgs),
+}
+
+/// `check`'s own flags: the same as the run's, so that they may follow
+/// the subcommand too (`register-runner check -p DIR`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckArgs {
+    /// Directory to check (default: the run's --prefix).
+    #[arg(short = 'p', long, value_name = "DIR")]
+    pub prefix: Option<PathBuf>,
+
+    /// Instance name (default: the run's --service-instance).
+    #[arg(long, value_name = "NAME", value_parser = instance_name)]
+    pub service_instance: Option<String>,
+
+    /// JSON Schema that the tag properties must satisfy.
+    #[arg(long, value_name = "FILE")]
+    pub tag_schema: Option<PathBuf>,
+
+    /// Host name to check the tags with (default: the run's --hostname, or the system's).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,6 +139,24 @@ fn instance_name(value: &str) -> Result<String, String> {
 impl Cli {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
+    }
+
+    /// The command line a `check` applies to: its own flags over the run's.
+    pub fn for_check(&self, check: &CheckArgs) -> Cli {
+        let mut cli = self.clone();
+        if let Some(prefix) = &check.prefix {
+            cli.prefix = prefix.clone();
+        }
+        if let Some(instance) = &check.service_instance {
+            cli.service_instance = instance.clone();
+        }
+        if check.tag_schema.is_some() {
+            cli.tag_schema = check.tag_schema.clone();
+        }
+        if check.hostname.is_some() {
+            cli.hostname = check.hostname.clone();
+        }
+        cli
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod apply;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod config_file;

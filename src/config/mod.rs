@@ -31,7 +31,6 @@ mod toml10;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -152,37 +151,77 @@ pub fn load(env: &LoadEnv) -> Result<Inputs> {
     inputs
 }
 
-/// [`load`], with the warnings pushed onto `warnings` instead of logged.
+/// [`load`], with the warnings pushed onto `warnings` instead of logged:
+/// the first problem [`check_all`] finds is the error.
 pub fn load_collecting(env: &LoadEnv, warnings: &mut Vec<String>) -> Result<Inputs> {
-    check_instance_name(&env.instance)?;
-    fsutil::check_owner_only_dir(&env.prefix)?;
-    let template = template::load_template(env, warnings)?;
+    let (inputs, problems) = check_all(env, warnings);
+    match (inputs, problems.into_iter().next()) {
+        (Some(inputs), None) => Ok(inputs),
+        (_, Some(first)) => Err(anyhow::anyhow!(first)),
+        (None, None) => bail!("the template could not be loaded"),
+    }
+}
+
+/// Every problem of the inputs at once, for `check`: each file is
+/// validated on its own (a file stops at its first problem), and the
+/// checks across files (duplicate names, missing credentials) run on the
+/// files that passed. Warnings go onto `warnings`. The inputs that passed
+/// come back too (`None` when the template did not).
+pub fn check_all(env: &LoadEnv, warnings: &mut Vec<String>) -> (Option<Inputs>, Vec<String>) {
+    let mut problems = Vec::new();
+    if let Err(e) = check_instance_name(&env.instance) {
+        return (None, vec![format!("{e:#}")]);
+    }
+    if let Err(e) = fsutil::check_owner_only_dir(&env.prefix) {
+        problems.push(format!("{e:#}"));
+    }
+    let template = template::load_template(env, warnings)
+        .map_err(|e| problems.push(format!("{e:#}")))
+        .ok();
     let dir = env.prefix.join(&env.instance);
     let files = match executor_files(&dir) {
         Ok(files) => {
-            fsutil::check_owner_only_dir(&dir)?;
+            if let Err(e) = fsutil::check_owner_only_dir(&dir) {
+                problems.push(format!("{e:#}"));
+            }
             files
         }
-        Err(e) if !dir.exists() && env.allow_missing_executor_dir => {
-            tracing::warn!("{e:#}; --allow-empty: treating it as empty");
+        Err(e) if env.allow_missing_executor_dir && !dir.exists() => {
+            warnings.push(format!("{e:#}; --allow-empty: treating it as empty"));
             Vec::new()
         }
-        Err(e) => return Err(e),
-    };
-    let mut executors = Vec::with_capacity(files.len());
-    let mut names: HashMap<String, PathBuf> = HashMap::new();
-    for file in files {
-        let executor = executor::load_executor(&file, &template, env, warnings)?;
-        if let Some(other) = names.get(&executor.name) {
-            bail!(
-                "`{}` and `{}` both name their runner `{}`: give one of them another `name`",
-                other.display(),
-                file.display(),
-                executor.name
-            );
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            Vec::new()
         }
-        names.insert(executor.name.clone(), file.clone());
-        executors.push(executor);
+    };
+    let Some(template) = template else {
+        if !files.is_empty() {
+            problems.push(format!(
+                "the {} executor file(s) in `{}` were not checked: the template has a problem",
+                files.len(),
+                dir.display()
+            ));
+        }
+        return (None, problems);
+    };
+    let mut executors: Vec<Executor> = Vec::new();
+    for file in files {
+        match executor::load_executor(&file, &template, env, warnings) {
+            Ok(executor) => {
+                if let Some(other) = executors.iter().find(|e| e.name == executor.name) {
+                    problems.push(format!(
+                        "`{}` and `{}` both name their runner `{}`: give one of them another `name`",
+                        other.file.display(),
+                        file.display(),
+                        executor.name
+                    ));
+                } else {
+                    executors.push(executor);
+                }
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
     }
     for client in &template.clients {
         let needs_credential = executors
@@ -192,19 +231,20 @@ pub fn load_collecting(env: &LoadEnv, warnings: &mut Vec<String>) -> Result<Inpu
             && client.personal_access_token.is_none()
             && client.registration_token.is_none()
         {
-            bail!(
+            problems.push(format!(
                 "`{}`: client_configs entry for `{}` has neither `personal_access_token` nor `registration_token`, \
                  and not every executor on it has its own `token`",
                 template.path.display(),
                 client.url
-            );
+            ));
         }
     }
-    Ok(Inputs {
+    let inputs = Inputs {
         executor_dir_empty: executors.is_empty(),
         template,
         executors,
-    })
+    };
+    (Some(inputs), problems)
 }
 
 /// `<dir>/*.toml` in file-name order (dot files and other names ignored).

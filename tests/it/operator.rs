@@ -557,3 +557,143 @@ fn the_usual_executors_warn_of_nothing() {
     assert_eq!(run.code, 0, "{run:?}");
     assert!(!run.stderr.contains(" WARN "), "{run:?}");
 }
+
+/// Copies `examples/etc-gitlab-runner` into the host's prefix, pointed at
+/// `url`, with the PAT file it names.
+fn example_prefix(host: &Host, url: &str) {
+    let examples =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/etc-gitlab-runner");
+    let copy = |from: &std::path::Path, to: &std::path::Path| {
+        let text = std::fs::read_to_string(from).unwrap();
+        std::fs::write(to, text.replace("https://gitlab.example.com", url)).unwrap();
+    };
+    copy(
+        &examples.join("config.template.main.toml"),
+        &host.template_path(),
+    );
+    for entry in std::fs::read_dir(examples.join("main")).unwrap() {
+        let path = entry.unwrap().path();
+        copy(&path, &host.executor_dir().join(path.file_name().unwrap()));
+    }
+    std::fs::write(host.prefix.join("gitlab-pat"), ADMIN_PAT).unwrap();
+}
+
+#[test]
+fn check_passes_the_example_prefix_offline_and_writes_nothing() {
+    let sim = Sim::start();
+    let host = Host::new();
+    example_prefix(&host, &sim.url());
+    let before = host.files();
+    let mut cmd = host.command(&["check"]);
+    cmd.env("SYS_TYPE", "toss_4");
+    let run = run_command(cmd);
+    assert_eq!(run.code, 0, "{run:?}");
+    assert_eq!(
+        run.stdout,
+        format!("{}: 0 problem(s), 0 warning(s)\n", host.prefix.display())
+    );
+    assert!(sim.requests().is_empty(), "{:?}", sim.requests());
+    assert_eq!(host.files(), before, "check wrote under the prefix");
+    // The flags may follow the subcommand too.
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_register-runner"));
+    cmd.args(["check", "--hostname", HOSTNAME, "-p"])
+        .arg(&host.prefix)
+        .env("SYS_TYPE", "toss_4")
+        .env_remove("JOURNAL_STREAM");
+    let run = run_command(cmd);
+    assert_eq!(run.code, 0, "{run:?}");
+    // And a real run on the same prefix agrees with it.
+    let run = host.run(&["--dry-run"]);
+    assert_eq!(run.code, 2, "{run:?}");
+}
+
+#[test]
+fn check_names_every_problem_at_once() {
+    let sim = Sim::start();
+    let host = Host::new();
+    let url = sim.url();
+    host.write_template(&format!(
+        "concurent = 4\n\n[[client_configs]]\nurl = \"{url}\"\npersonal_access_token = \"{ADMIN_PAT}\"\n"
+    ));
+    let files = [
+        (
+            "10-tag.toml",
+            format!("url = \"{url}\"\nexecutor = \"shell\"\ntag = [\"gpu\"]\n"),
+        ),
+        (
+            "20-shel.toml",
+            format!("url = \"{url}\"\nname = \"b\"\nexecutor = \"shel\"\n"),
+        ),
+        (
+            "30-toml.toml",
+            format!("url = \"{url}\"\nname = \"c\"\nexecutor = \n"),
+        ),
+        (
+            "40-url.toml",
+            "name = \"d\"\nexecutor = \"shell\"\nurl = \"https://gitlab.other.example\"\n"
+                .to_string(),
+        ),
+        (
+            "50-type.toml",
+            format!(
+                "url = \"{url}\"\nname = \"e\"\nexecutor = \"shell\"\nrun_untagged = \"yes\"\n"
+            ),
+        ),
+        (
+            "60-good.toml",
+            format!("url = \"{url}\"\nname = \"f\"\nexecutor = \"docker\"\n"),
+        ),
+    ];
+    for (name, text) in &files {
+        host.write_executor(name, text);
+    }
+    let before = host.files();
+    let run = host.run(&["check"]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let errors: Vec<&str> = run
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("error: "))
+        .collect();
+    let dir = host.executor_dir();
+    for (file, line, what) in [
+        (
+            "10-tag.toml",
+            3,
+            "key `tag`: unknown key: did you mean `tags`?",
+        ),
+        (
+            "20-shel.toml",
+            3,
+            "key `executor`: unknown executor `shel`: did you mean `shell`?",
+        ),
+        ("30-toml.toml", 3, "invalid TOML"),
+        ("40-url.toml", 3, "key `url`:"),
+        ("50-type.toml", 4, "key `run_untagged`:"),
+    ] {
+        let located = format!("`{}` line {line}, column", dir.join(file).display());
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.contains(&located) && e.contains(what)),
+            "{file}: {located} {what}\n{run:?}"
+        );
+    }
+    assert_eq!(errors.len(), 5, "{errors:#?}");
+    assert!(
+        run.stdout.lines().any(|l| l.starts_with("warning: ")
+            && l.contains(&format!("`{}` line 1", host.template_path().display()))
+            && l.contains("did you mean `concurrent`?")),
+        "{run:?}"
+    );
+    assert!(
+        run.stdout.ends_with(&format!(
+            "{}: 5 problem(s), 1 warning(s)\n",
+            host.prefix.display()
+        )),
+        "{run:?}"
+    );
+    assert!(sim.requests().is_empty());
+    assert_eq!(host.files(), before, "check wrote under the prefix");
+    assert_no_secret(&run, &secrets(&sim));
+}
