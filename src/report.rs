@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::apply::Applied;
-use crate::plan::{DeleteHow, Plan, RunnerAction, RunnerPlan};
+use crate::plan::{DeleteHow, GitLabPlan, Plan, RunnerAction, RunnerPlan};
 
 /// One line of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,9 +140,13 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
                 "update" | "rotate" | "hold" => paint("33", &action),
                 _ => action,
             };
+            let tags = g
+                .and_then(|g| create_tags(g, &line))
+                .map(|tags| format!(" [tags: {}]", safe(&tags.join(", "))))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {action} {:<40} {:<8} {}",
+                "  {action} {:<40} {:<8} {}{tags}",
                 quote(&safe(&line.name)),
                 id,
                 safe(&line.reason)
@@ -176,12 +180,28 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
     out
 }
 
+/// The tags a create line's runner is created with (`None` for any other
+/// line).
+fn create_tags<'a>(g: &'a GitLabPlan, line: &Line) -> Option<&'a Vec<String>> {
+    if line.action != "create" {
+        return None;
+    }
+    g.runners
+        .iter()
+        .find(|r| r.name == line.name)
+        .and_then(|r| match &r.action {
+            RunnerAction::Create { attributes, .. } => attributes.tag_list.as_ref(),
+            _ => None,
+        })
+}
+
 fn quote(name: &str) -> String {
     format!("\"{name}\"")
 }
 
 /// The JSON report: `{"changes", "gitlabs": [{url, offline, problems,
-/// actions: [{action, name, id, reason}]}], "diff"}`.
+/// actions: [{action, name, id, reason, tags}]}], "diff"}` (`tags`: a
+/// create's tags, else null).
 pub fn json(plan: &Plan, diff: &str, changes: bool) -> Value {
     let gitlabs: Vec<Value> = lines(plan)
         .into_iter()
@@ -197,6 +217,7 @@ pub fn json(plan: &Plan, diff: &str, changes: bool) -> Value {
                     "name": l.name,
                     "id": l.id,
                     "reason": l.reason,
+                    "tags": create_tags(g, l),
                 })).collect::<Vec<_>>(),
             })
         })

@@ -697,3 +697,56 @@ fn check_names_every_problem_at_once() {
     assert_eq!(host.files(), before, "check wrote under the prefix");
     assert_no_secret(&run, &secrets(&sim));
 }
+
+#[test]
+fn dry_run_create_lines_list_the_tags_the_runner_gets() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.three_executors(&sim.url());
+    let text = host.run(&["--dry-run"]);
+    assert_eq!(text.code, 2, "{text:?}");
+    let json = host.run(&["--dry-run", "--output", "json"]);
+    assert_eq!(json.code, 2, "{json:?}");
+    let plan: Value = serde_json::from_str(&json.stdout).unwrap();
+    let actions = plan["gitlabs"][0]["actions"].as_array().unwrap().clone();
+    assert_eq!(actions.len(), 3, "{actions:#?}");
+
+    // The real run: what GitLab is sent is what the dry-run showed.
+    let run = host.run(&[]);
+    assert_eq!(run.code, 0, "{run:?}");
+    for runner in sim.runners() {
+        let action = actions
+            .iter()
+            .find(|a| a["name"] == runner.description.as_str())
+            .unwrap_or_else(|| panic!("{} not in {actions:#?}", runner.description));
+        assert_eq!(action["action"], "create");
+        let shown: Vec<String> = serde_json::from_value(action["tags"].clone()).unwrap();
+        assert_eq!(shown, runner.tag_list, "{}", runner.description);
+        let line = text
+            .stdout
+            .lines()
+            .find(|l| l.contains(&format!("\"{}\"", runner.description)))
+            .unwrap();
+        assert!(
+            line.ends_with(&format!("[tags: {}]", runner.tag_list.join(", "))),
+            "{line}"
+        );
+    }
+    let shell = sim
+        .runners()
+        .into_iter()
+        .find(|r| r.description == "ci-node01 main shell Runner")
+        .unwrap();
+    assert!(
+        shell.tag_list.iter().any(|t| t == "fast") && shell.tag_list.iter().any(|t| t == "site-a")
+    );
+
+    // A keep line has no tags.
+    let again = host.run(&["--dry-run", "--output", "json"]);
+    let plan: Value = serde_json::from_str(&again.stdout).unwrap();
+    for action in plan["gitlabs"][0]["actions"].as_array().unwrap() {
+        assert_eq!(action["action"], "keep");
+        assert!(action["tags"].is_null(), "{action}");
+    }
+}
