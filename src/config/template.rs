@@ -318,6 +318,18 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
             "`{shown}` must be a plain base URL (no user, password, query or fragment)"
         ));
     }
+    // The API path is added by register-runner (and gitlab-runner): with it
+    // in the url every request would go to `/api/v4/api/v4/…` and answer 404.
+    let path = parsed.path().trim_end_matches('/');
+    if let Some(base) = path.strip_suffix("/api/v4") {
+        let mut fixed = parsed.clone();
+        fixed.set_path(base);
+        return Err(format!(
+            "`{shown}` ends with `/api/v4`: write GitLab's base URL, `{}`, as in gitlab-runner's config; \
+             the API path is added to it",
+            shown_url(fixed.as_str().trim_end_matches('/'))
+        ));
+    }
     Ok(())
 }
 

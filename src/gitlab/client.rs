@@ -7,6 +7,7 @@
 //! URLs or errors.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,6 +31,8 @@ use crate::secret::Secret;
 pub const MAX_IN_FLIGHT: usize = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may go unanswered before the log says so.
+const SLOW_ANSWER: Duration = Duration::from_secs(2);
 /// `per_page` maximum (gitlab-api.md §5).
 const PER_PAGE: usize = 100;
 /// A bound on pagination, far above any real host's runner count.
@@ -60,6 +63,8 @@ pub struct GitLab {
     base: String,
     /// Attempts by status ([`GitLab::request_counts`]).
     requests: Mutex<BTreeMap<String, u64>>,
+    /// The "waiting for GitLab" line was logged.
+    waiting_noticed: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -100,6 +105,7 @@ impl GitLab {
             backoff,
             base: client.url.clone(),
             requests: Mutex::new(BTreeMap::new()),
+            waiting_noticed: AtomicBool::new(false),
         })
     }
 
@@ -464,13 +470,25 @@ impl GitLab {
                 .request(&method, &url, query, auth, body, remaining)
                 .map_err(|message| fail(message, None, true))?;
             let sent = Instant::now();
-            let (class, status, answer) = attempt(request).await;
+            // A GitLab that does not answer is said within seconds, not
+            // after the connect or read timeout (issue 12).
+            let pending = attempt(request);
+            tokio::pin!(pending);
+            let (class, status, answer) = tokio::select! {
+                done = &mut pending => done,
+                () = tokio::time::sleep(SLOW_ANSWER) => {
+                    self.notice_waiting("no answer yet");
+                    pending.await
+                }
+            };
             self.record(&method, path, status, sent.elapsed(), &class);
             let now = Now {
                 left: self.time_left(),
                 held: self.hold.held_for(Instant::now()),
             };
             let reason = class.reason().map(str::to_owned);
+            // No answer at all (a failed connect, a timeout): GitLab is out of reach.
+            let no_answer = status.is_none() && matches!(class, Class::Transient { .. });
             let decision = decide(class, &mut tries, now, policy, &mut rand::rng());
             if let Some(hold) = decision.hold {
                 self.hold.hold(Instant::now(), hold);
@@ -478,6 +496,9 @@ impl GitLab {
             match (decision.then, answer) {
                 (Then::Answer, Some(answer)) => return Ok(answer),
                 (Then::RetryAfter(wait), _) => {
+                    if no_answer {
+                        self.notice_waiting(reason.as_deref().unwrap_or("no answer"));
+                    }
                     tracing::debug!(
                         method = %method,
                         url = %url,
@@ -564,6 +585,27 @@ impl GitLab {
         if let Ok(mut counts) = self.requests.lock() {
             *counts.entry(label).or_default() += 1;
         }
+    }
+
+    /// Says once per run and GitLab that it is waiting for GitLab, why, and
+    /// until when (the `--timeout` deadline).
+    fn notice_waiting(&self, why: &str) {
+        if self.waiting_noticed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let left = self.time_left();
+        let until = time::OffsetDateTime::now_utc() + left;
+        let until = until.replace_nanosecond(0).unwrap_or(until);
+        let until = until
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        tracing::warn!(
+            gitlab = %self.base,
+            "waiting for GitLab `{}` ({why}), retrying until {until} ({} s left of --timeout); \
+             check that the url is right and GitLab is up",
+            self.base,
+            left.as_secs()
+        );
     }
 
     /// Requests sent so far (each attempt counts), by HTTP status; `error`

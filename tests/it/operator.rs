@@ -750,3 +750,104 @@ fn dry_run_create_lines_list_the_tags_the_runner_gets() {
         assert!(action["tags"].is_null(), "{action}");
     }
 }
+
+#[test]
+fn a_gitlab_that_does_not_answer_is_said_within_seconds() {
+    // Nothing listens on this port: every connect fails at once.
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    let host = Host::new();
+    host.template_with_pat(&url, ADMIN_PAT);
+    host.shell_executor(&url);
+    let started = std::time::Instant::now();
+    let run = run_command(host.command(&["--timeout", "3"]));
+    assert_eq!(run.code, 1, "{run:?}");
+    let waiting: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("waiting for GitLab"))
+        .collect();
+    assert_eq!(waiting.len(), 1, "once per GitLab: {run:?}");
+    assert!(waiting[0].contains(" WARN "), "{run:?}");
+    assert!(waiting[0].contains(&format!("`{url}`")), "{run:?}");
+    assert!(waiting[0].contains("retrying until "), "{run:?}");
+    assert!(waiting[0].contains("s left of --timeout"), "{run:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+
+    // A GitLab that accepts the connection and then says nothing: the
+    // line comes after about 2 s, while the request is still out.
+    let sim = Sim::start_with(SimOptions {
+        latency: Some(std::time::Duration::from_secs(3)),
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    let run = run_command(host.command(&["--timeout", "30", "--log-format", "json"]));
+    assert_eq!(run.code, 0, "{run:?}");
+    let lines = json_lines(&run);
+    let waiting = lines
+        .iter()
+        .position(|l| {
+            field(l, "message")
+                .and_then(Value::as_str)
+                .is_some_and(|m| {
+                    m.starts_with("waiting for GitLab") && m.contains("(no answer yet)")
+                })
+        })
+        .unwrap_or_else(|| panic!("{run:?}"));
+    // Before anything was created: the first request was still out.
+    let created = lines
+        .iter()
+        .position(|l| field(l, "message").and_then(Value::as_str) == Some("created runner"))
+        .unwrap();
+    assert!(waiting < created, "{run:?}");
+}
+
+#[test]
+fn a_url_ending_in_api_v4_is_refused_with_the_base_url() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&format!("{}/api/v4/", sim.url()), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "key `url`: `{}/api/v4/` ends with `/api/v4`: write GitLab's base URL, `{}`",
+            sim.url(),
+            sim.url()
+        )),
+        "{run:?}"
+    );
+    assert!(sim.requests().is_empty());
+}
+
+#[test]
+fn https_against_a_plain_http_gitlab_names_the_cause_and_the_fix_at_once() {
+    let sim = Sim::start();
+    let https = sim.url().replace("http://", "https://");
+    let host = Host::new();
+    host.template_with_pat(&https, ADMIN_PAT);
+    host.shell_executor(&https);
+    let started = std::time::Instant::now();
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(
+            "the server at this address answers in plain HTTP, not TLS. Fix: if GitLab really serves plain HTTP there, \
+             write the url with `http://`"
+        ),
+        "{run:?}"
+    );
+    // Not retried until the deadline: no retry changes the protocol.
+    assert!(!run.stderr.contains("waiting for GitLab"), "{run:?}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "{run:?}"
+    );
+    assert!(!host.config_path().exists());
+}
