@@ -17,11 +17,15 @@ use crate::secret::{shown, shown_path, shown_url};
 
 pub(super) fn load_template(env: &LoadEnv, warnings: &mut Vec<String>) -> Result<Template> {
     let path = template_path(&env.prefix, &env.instance);
-    if !path.exists() && fs::symlink_metadata(&path).is_err() {
-        bail!(
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            bail!("{}", crate::fsutil::permission_denied(&path));
+        }
+        Err(_) => bail!(
             "template `{}` does not exist: it holds the gitlab-runner global settings and `[[client_configs]]`",
             path.display()
-        );
+        ),
+        Ok(_) => {}
     }
     let (source, doc) = TomlSource::read(&path)?;
     // Case-insensitively, as gitlab-runner reads keys.

@@ -851,3 +851,55 @@ fn https_against_a_plain_http_gitlab_names_the_cause_and_the_fix_at_once() {
     );
     assert!(!host.config_path().exists());
 }
+
+/// The binary run as `nobody` (root bypasses modes, so only another user
+/// sees a permission problem).
+fn run_as_nobody(host: &Host, args: &[&str]) -> Run {
+    let mut cmd = std::process::Command::new("setpriv");
+    cmd.args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_register-runner"))
+        .arg("--prefix")
+        .arg(&host.prefix)
+        .args(["--hostname", HOSTNAME, "--timeout", "5"])
+        .args(args)
+        .env_remove("JOURNAL_STREAM")
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    run_command(cmd)
+}
+
+#[test]
+fn a_prefix_the_user_cannot_read_is_named_as_such_not_as_missing() {
+    use std::os::unix::fs::PermissionsExt;
+    // setpriv needs root: the suite runs as root, as the tool does.
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), ADMIN_PAT);
+    host.shell_executor(&sim.url());
+    // The temp dir lets anyone through to the prefix, which is root's, 0700.
+    std::fs::set_permissions(host.dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for args in [&[][..], &["check"][..]] {
+        let run = run_as_nobody(&host, args);
+        assert_eq!(run.code, 1, "{args:?}: {run:?}");
+        let template = host.template_path();
+        let expected = format!(
+            "cannot read `{}`: permission denied: register-runner runs as nobody (uid 65534)",
+            template.display()
+        );
+        assert!(run.all_output().contains(&expected), "{args:?}: {run:?}");
+        assert!(run.all_output().contains("Fix: run it as root"), "{run:?}");
+        assert!(!run.all_output().contains("does not exist"), "{run:?}");
+    }
+    // A prefix nobody may even look at.
+    std::fs::set_permissions(host.dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let run = run_as_nobody(&host, &[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(
+        run.stderr.contains(&format!(
+            "cannot read `{}`: permission denied",
+            host.prefix.display()
+        )),
+        "{run:?}"
+    );
+    assert!(sim.requests().is_empty());
+}
