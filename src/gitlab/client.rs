@@ -228,7 +228,11 @@ impl GitLab {
             .send(Method::GET, path, query, Auth::Pat, NO_BODY, Retry::Always)
             .await?;
         if answer.status != StatusCode::OK {
-            return Err(self.refused(Method::GET, path, &answer));
+            let mut error = self.refused(Method::GET, path, &answer);
+            if let Some(fix) = pat_refused(answer.status.as_u16()) {
+                error.message = format!("{}. {fix}", error.message);
+            }
+            return Err(error);
         }
         Ok(answer)
     }
@@ -636,6 +640,21 @@ impl GitLab {
             tokio::time::sleep(wait).await;
         }
         started.elapsed()
+    }
+}
+
+/// What a 401 or 403 on a read with the PAT means, and the fix.
+fn pat_refused(status: u16) -> Option<&'static str> {
+    match status {
+        401 => Some(
+            "GitLab refused the personal access token: it is wrong, revoked or expired. Fix: put a valid token \
+             (scopes create_runner + manage_runner + read_api, or api) in `personal_access_token` or its file",
+        ),
+        403 => Some(
+            "The personal access token may not read runners here: give it the read_api (or api) scope, and for \
+             instance runners use an administrator's token",
+        ),
+        _ => None,
     }
 }
 

@@ -903,3 +903,30 @@ fn a_prefix_the_user_cannot_read_is_named_as_such_not_as_missing() {
     );
     assert!(sim.requests().is_empty());
 }
+
+#[test]
+fn a_refused_pat_on_the_listing_names_the_cause_and_the_fix() {
+    let sim = Sim::start();
+    let host = Host::new();
+    host.template_with_pat(&sim.url(), "glpat-revoked-0123456789");
+    host.shell_executor(&sim.url());
+    let run = host.run(&[]);
+    assert_eq!(run.code, 1, "{run:?}");
+    let listing = run
+        .stderr
+        .lines()
+        .find(|l| l.contains("listing this host's runners failed"))
+        .unwrap_or_else(|| panic!("{run:?}"));
+    assert!(listing.contains("HTTP 401"), "{listing}");
+    assert!(
+        listing.contains(
+            "GitLab refused the personal access token: it is wrong, revoked or expired. Fix: put a valid token"
+        ),
+        "{listing}"
+    );
+    assert_no_secret(&run, &secrets(&sim));
+    assert!(
+        !run.all_output().contains("glpat-revoked-0123456789"),
+        "{run:?}"
+    );
+}
