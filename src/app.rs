@@ -20,15 +20,87 @@ use crate::fsutil::{self, PrefixLock};
 use crate::gitlab::GitLab;
 use crate::observe::{self, Identity};
 use crate::plan::{self, Plan};
-use crate::report;
 use crate::store::TokenStore;
 use crate::system_id::SystemId;
 use crate::tags::{self, Capture, TagContext, TagSchema};
+use crate::{metrics, report};
 
 /// Runs the tool; the error case is a failure (exit 1) already explained.
 pub fn run(cli: &Cli, process_env: &Env) -> Result<ExitCode> {
     let started = Instant::now();
     // 1. Load and validate all input: no network, nothing written.
+    let loaded = load(cli, process_env)?;
+    let output_path = loaded.output_path.clone();
+    let mut facts = Facts::default();
+    let result = sync(cli, process_env, loaded, started, &mut facts);
+    // A dry-run is not a run of this host: the last run's metrics stay.
+    if let Some(path) = cli.metrics_file.as_deref().filter(|_| !cli.dry_run) {
+        let metrics = facts.metrics(cli, &output_path, started, &result);
+        if let Err(e) = metrics::write(path, &metrics) {
+            // Monitoring must not keep the runners from starting.
+            tracing::warn!("{e:#}");
+        }
+    }
+    result
+}
+
+/// What a run leaves for `--metrics-file`, gathered as it goes.
+#[derive(Default)]
+struct Facts {
+    clients: Vec<Arc<GitLab>>,
+    counts: Option<report::Counts>,
+}
+
+impl Facts {
+    fn metrics(
+        &self,
+        cli: &Cli,
+        output_path: &Path,
+        started: Instant,
+        result: &Result<ExitCode>,
+    ) -> metrics::RunMetrics {
+        let now = OffsetDateTime::now_utc();
+        // The tokens the output file holds now: what gitlab-runner uses.
+        let tokens = TokenStore::load(output_path, now)
+            .map(|store| {
+                store
+                    .runners
+                    .iter()
+                    .filter_map(|r| {
+                        Some(metrics::TokenExpiry {
+                            gitlab: r.url.clone(),
+                            runner: r.name.clone(),
+                            id: r.credentials.id,
+                            expires_at: r.credentials.expires_at?,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        metrics::RunMetrics {
+            instance: cli.service_instance.clone(),
+            finished_at: now,
+            success: matches!(result, Ok(ExitCode::Success)),
+            duration: started.elapsed(),
+            counts: self.counts,
+            requests: self
+                .clients
+                .iter()
+                .map(|c| (c.base_url().to_string(), c.request_counts()))
+                .collect(),
+            tokens,
+        }
+    }
+}
+
+/// Steps 2 to 6, after the input loaded.
+fn sync(
+    cli: &Cli,
+    process_env: &Env,
+    loaded: Loaded,
+    started: Instant,
+    facts: &mut Facts,
+) -> Result<ExitCode> {
     let Loaded {
         inputs,
         runner_tags,
@@ -36,7 +108,7 @@ pub fn run(cli: &Cli, process_env: &Env) -> Result<ExitCode> {
         hostname,
         mut system_id,
         output_path,
-    } = load(cli, process_env)?;
+    } = loaded;
     // 2. Exclusive lock (a dry-run only reads, and leaves no lock file).
     let _lock = lock(cli, &mut system_id)?;
     // The deadline covers GitLab traffic only, not the wait for the lock.
@@ -47,6 +119,7 @@ pub fn run(cli: &Cli, process_env: &Env) -> Result<ExitCode> {
         .iter()
         .map(|c| GitLab::new(c, deadline, !process_env.no_retry_delay).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
+    facts.clients = clients.clone();
     // 3. The last output is the token store.
     let store = TokenStore::load(&output_path, OffsetDateTime::now_utc())?;
     check_dry_run_system_id(cli, &inputs, &store, &system_id)?;
@@ -112,7 +185,7 @@ pub fn run(cli: &Cli, process_env: &Env) -> Result<ExitCode> {
 
     // 6. Write the output.
     let wrote = writer.persist(&applied);
-    finish(&plan, &applied, wrote, &output_path, started)
+    finish(&plan, &applied, wrote, &output_path, started, facts)
 }
 
 /// Everything step 1 loads and validates.
@@ -237,6 +310,7 @@ fn finish(
     wrote: Result<()>,
     output_path: &Path,
     started: Instant,
+    facts: &mut Facts,
 ) -> Result<ExitCode> {
     let mut failures = applied.failures_of_run(plan);
     for warning in &applied.warnings {
@@ -253,6 +327,8 @@ fn finish(
         );
     }
     let warnings = plan.warning_count() + applied.warnings.len();
+    let counts = report::Counts::of_run(plan, applied, failures.len(), warnings);
+    facts.counts = Some(counts);
     tracing::info!(
         "{}: {}, elapsed {} ms",
         if failures.is_empty() {
@@ -260,7 +336,7 @@ fn finish(
         } else {
             "run failed"
         },
-        report::summary(plan, applied, failures.len(), warnings),
+        counts,
         started.elapsed().as_millis()
     );
     if !failures.is_empty() {

@@ -146,11 +146,13 @@ impl Step<'_> {
                         return Saved::No;
                     }
                 }
-                Err(e) => applied.failures.push(format!(
-                    "runner `{}`: cannot create it: {}",
-                    runner.name,
-                    explain_create_error(&e, client)
-                )),
+                Err(e) => {
+                    let why = explain_create_error(&e, client);
+                    tracing::error!(gitlab = %client.url, runner = %runner.name, "cannot create runner: {why}");
+                    applied
+                        .failures
+                        .push(format!("runner `{}`: cannot create it: {why}", runner.name));
+                }
             }
         }
         Saved::Yes
@@ -177,11 +179,13 @@ impl Step<'_> {
                 }
             }
             Ok(Verified::Rejected(status)) => tracing::warn!(
+                gitlab = %self.client.url,
                 runner = %name,
+                id = credentials.id,
                 "a freshly created token was rejected by verify (HTTP {status})"
             ),
             Err(e) => {
-                tracing::warn!(runner = %name, "cannot verify the new token: {e}")
+                tracing::warn!(gitlab = %self.client.url, runner = %name, id = credentials.id, "cannot verify the new token: {e}")
             }
         }
         Saved::Yes
@@ -195,10 +199,13 @@ impl Step<'_> {
             tracing::info!(gitlab = %self.client.url, runner = %runner.name, id = update.id, "updating runner: {}: {}", update.reason, update.fields.join("; "));
             match self.gitlab.update_runner(update.id, &update.changes).await {
                 Ok(()) => applied.updated += 1,
-                Err(e) => applied.warnings.push(format!(
-                    "runner `{}`: cannot update its settings: {e}",
-                    runner.name
-                )),
+                Err(e) => {
+                    tracing::warn!(gitlab = %self.client.url, runner = %runner.name, id = update.id, "cannot update runner settings: {e}");
+                    applied.warnings.push(format!(
+                        "runner `{}`: cannot update its settings: {e}",
+                        runner.name
+                    ));
+                }
             }
         }
     }
@@ -223,10 +230,13 @@ impl Step<'_> {
                         return Saved::No;
                     }
                 }
-                Err(e) => applied.failures.push(format!(
-                    "runner `{}`: cannot rotate its token: {e}",
-                    runner.name
-                )),
+                Err(e) => {
+                    tracing::error!(gitlab = %self.client.url, runner = %runner.name, id = credentials.id, "cannot rotate the token: {e}");
+                    applied.failures.push(format!(
+                        "runner `{}`: cannot rotate its token: {e}",
+                        runner.name
+                    ));
+                }
             }
         }
         Saved::Yes
@@ -244,11 +254,12 @@ impl Step<'_> {
                 tracing::warn!(
                     gitlab = %client.url,
                     runner = %delete.name,
+                    id = delete.id,
                     "not deleting{id}: its replacement could not be created, so it stays in use"
                 );
                 continue;
             }
-            tracing::info!(gitlab = %client.url, runner = %delete.name, "deleting{id}: {}", delete.reason);
+            tracing::info!(gitlab = %client.url, runner = %delete.name, id = delete.id, "deleting{id}: {}", delete.reason);
             let result = match &delete.how {
                 DeleteHow::ById(id) => gitlab.delete_runner_by_id(*id).await,
                 DeleteHow::ByToken(token) => gitlab.delete_runner_by_token(token).await,
@@ -258,10 +269,13 @@ impl Step<'_> {
                 Ok(()) => {
                     applied.deleted.insert((g, d));
                 }
-                Err(e) => applied.failures.push(format!(
-                    "runner `{}`{id}: cannot delete it: {e}",
-                    delete.name
-                )),
+                Err(e) => {
+                    tracing::error!(gitlab = %client.url, runner = %delete.name, id = delete.id, "cannot delete runner{id}: {e}");
+                    applied.failures.push(format!(
+                        "runner `{}`{id}: cannot delete it: {e}",
+                        delete.name
+                    ));
+                }
             }
         }
     }

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// `--version`: the version, the git revision and the build target, as
 /// gitlab-runner's `--version` shows its revision and platform (`-V` prints
@@ -193,6 +193,47 @@ pub struct Cli {
     /// Only errors in the log. RUST_LOG overrides.
     #[arg(short, long)]
     pub quiet: bool,
+
+    /// After every run (not a dry-run), write its metrics to this file in
+    /// Prometheus text format, atomically, for node_exporter's textfile
+    /// collector (name it `*.prom`).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
+    /// `check`: validate the inputs only (without it: a run).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands; a run needs none, so every flag works without one.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Validate every input of a prefix (or a config-repo directory laid
+    /// out like one) and print every problem, each naming file, line and
+    /// key: no network, no lock, nothing written. Exit 0 when there is no
+    /// problem, 1 otherwise. Warnings do not fail it.
+    Check(CheckArgs),
+}
+
+/// `check`'s own flags: the same as the run's, so that they may follow
+/// the subcommand too (`register-runner check -p DIR`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct CheckArgs {
+    /// Directory to check (default: the run's --prefix).
+    #[arg(short = 'p', long, value_name = "DIR")]
+    pub prefix: Option<PathBuf>,
+
+    /// Instance name (default: the run's --service-instance).
+    #[arg(long, value_name = "NAME", value_parser = instance_name)]
+    pub service_instance: Option<String>,
+
+    /// JSON Schema that the tag properties must satisfy.
+    #[arg(long, value_name = "FILE")]
+    pub tag_schema: Option<PathBuf>,
+
+    /// Host name to check the tags with (default: the run's --hostname, or the system's).
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -217,6 +258,24 @@ fn instance_name(value: &str) -> Result<String, String> {
 impl Cli {
     pub fn timeout(&self) -> Duration {
         Duration::from_secs(self.timeout)
+    }
+
+    /// The command line a `check` applies to: its own flags over the run's.
+    pub fn for_check(&self, check: &CheckArgs) -> Cli {
+        let mut cli = self.clone();
+        if let Some(prefix) = &check.prefix {
+            cli.prefix = prefix.clone();
+        }
+        if let Some(instance) = &check.service_instance {
+            cli.service_instance = instance.clone();
+        }
+        if check.tag_schema.is_some() {
+            cli.tag_schema = check.tag_schema.clone();
+        }
+        if check.hostname.is_some() {
+            cli.hostname = check.hostname.clone();
+        }
+        cli
     }
 }
 

@@ -117,6 +117,18 @@ fn is_private_group(uid: u32, gid: u32) -> bool {
     primary == gid && group == user && members.iter().all(|m| *m == user)
 }
 
+/// The message for a path this process may not read: the cause (the user
+/// it runs as) and the fix, rather than "does not exist".
+pub fn permission_denied(path: &Path) -> String {
+    format!(
+        "cannot read `{}`: permission denied: register-runner runs as {} and the prefix is another user's. \
+         Fix: run it as root, as gitlab-runner's systemd unit does (`sudo register-runner …`), or as the user \
+         who owns the prefix",
+        path.display(),
+        user_name(euid())
+    )
+}
+
 /// `name (uid N)` for messages, or `uid N` when the user database has no
 /// entry for it.
 pub fn user_name(uid: u32) -> String {
@@ -281,8 +293,10 @@ pub fn read_input_meta(path: &Path) -> Result<Option<(String, Metadata)>> {
 /// that group and others cannot access (as the original tool required of
 /// the prefix and the instance directory).
 pub fn check_owner_only_dir(path: &Path) -> Result<()> {
-    let meta = fs::metadata(path)
-        .with_context(|| format!("cannot read directory `{}`", path.display()))?;
+    let meta = match fs::metadata(path) {
+        Err(e) if e.kind() == ErrorKind::PermissionDenied => bail!("{}", permission_denied(path)),
+        other => other.with_context(|| format!("cannot read directory `{}`", path.display()))?,
+    };
     if !meta.is_dir() {
         bail!("`{}` is not a directory", path.display());
     }

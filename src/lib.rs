@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod apply;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod config_file;
@@ -12,6 +13,7 @@ pub mod exit;
 pub mod fsutil;
 pub mod gitlab;
 pub mod logging;
+pub mod metrics;
 pub mod observe;
 pub mod output;
 pub mod plan;

@@ -1,8 +1,10 @@
 //! Logging to stderr with `tracing` (SPEC §1 "Streams").
 //!
-//! Plain text by default, no timestamps or colour when `JOURNAL_STREAM` is
-//! set (journald adds its own), one JSON object per line with
-//! `--log-format json`. `-q` keeps errors only, `-v` adds debug, `-vv`
+//! Plain text by default; when `JOURNAL_STREAM` is set (journald adds its
+//! own timestamps) no timestamp, no colour, no padding, and each line opens
+//! with its sd-daemon priority (`<3>` error, `<4>` warning, `<6>` info,
+//! `<7>` debug; see [`JournaldFormat`]) so that `journalctl -p err` finds
+//! the errors; one JSON object per line with `--log-format json`. `-q` keeps errors only, `-v` adds debug, `-vv`
 //! trace; `RUST_LOG` overrides both. Other crates stay at `warn` so that no
 //! HTTP library ever logs a header carrying a token.
 //!
@@ -23,6 +25,8 @@ use tracing_subscriber::EnvFilter;
 use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::fmt::format::{Writer, debug_fn};
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::{Cli, LogFormat};
 use crate::env::Env;
@@ -59,8 +63,7 @@ pub fn init(cli: &Cli, env: &Env) {
         LogFormat::Json => builder.json().with_current_span(false).try_init(),
         LogFormat::Text if env.under_journald => builder
             .fmt_fields(fields)
-            .without_time()
-            .with_ansi(false)
+            .event_format(JournaldFormat)
             .try_init(),
         LogFormat::Text => builder
             .fmt_fields(fields)
@@ -89,7 +92,10 @@ pub fn print_final_error(cli: &Cli, env: &Env, message: &str) {
         })
         .to_string(),
         LogFormat::Text if env.under_journald => {
-            format!("<3>ERROR {message}")
+            format!(
+                "<{}>ERROR {message}",
+                journald_priority(tracing::Level::ERROR)
+            )
         }
         LogFormat::Text => format!("ERROR {message}"),
     };
@@ -136,6 +142,41 @@ pub fn escape_control(text: &str) -> Cow<'_, str> {
         }
     }
     Cow::Owned(out)
+}
+
+/// The line format under journald: `<N>LEVEL message field=value…`, where
+/// `<N>` is the syslog priority sd-daemon(3) reads off the start of a line
+/// written to a journal stream (journald strips it and files the line under
+/// that priority). No timestamp (journald adds its own) and no padding.
+pub struct JournaldFormat;
+
+/// The sd-daemon priority of a tracing level: `<3>` err, `<4>` warning,
+/// `<6>` info, `<7>` debug (trace too: syslog has nothing below debug).
+pub fn journald_priority(level: tracing::Level) -> u8 {
+    match level {
+        tracing::Level::ERROR => 3,
+        tracing::Level::WARN => 4,
+        tracing::Level::INFO => 6,
+        _ => 7,
+    }
+}
+
+impl<S, N> FormatEvent<S, N> for JournaldFormat
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let level = *event.metadata().level();
+        write!(writer, "<{}>{level} ", journald_priority(level))?;
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
 }
 
 /// Stderr, one event at a time: the formatted event is collected and

@@ -2,10 +2,10 @@
 //! run, and turn the outcome into an exit code (SPEC §1).
 
 use clap::Parser;
-use register_runner::cli::Cli;
+use register_runner::cli::{Cli, Command};
 use register_runner::env::Env;
 use register_runner::exit::ExitCode;
-use register_runner::{app, logging};
+use register_runner::{app, check, logging};
 
 fn main() -> std::process::ExitCode {
     let cli = match Cli::try_parse() {
@@ -22,7 +22,11 @@ fn main() -> std::process::ExitCode {
     };
     let env = Env::from_process();
     logging::init(&cli, &env);
-    match app::run(&cli, &env) {
+    let outcome = match &cli.command {
+        Some(Command::Check(args)) => check::run(&cli.for_check(args), &env),
+        None => app::run(&cli, &env),
+    };
+    match outcome {
         Ok(code) => code.into(),
         Err(err) => {
             // Printed here, once, whatever the log filter (`-q`,

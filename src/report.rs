@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::apply::Applied;
-use crate::plan::{DeleteHow, Plan, RunnerAction, RunnerPlan};
+use crate::plan::{DeleteHow, GitLabPlan, Plan, RunnerAction, RunnerPlan};
 
 /// One line of the plan.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -148,9 +148,13 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
                 "update" | "rotate" | "hold" => paint("33", &action),
                 _ => action,
             };
+            let tags = g
+                .and_then(|g| create_tags(g, &line))
+                .map(|tags| format!(" [tags: {}]", safe(&tags.join(", "))))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "  {action} {:<40} {:<8} {}",
+                "  {action} {:<40} {:<8} {}{tags}",
                 quote(&safe(&line.name)),
                 id,
                 safe(&line.reason)
@@ -187,13 +191,29 @@ pub fn text(plan: &Plan, diff: &str, colour: bool) -> String {
     out
 }
 
+/// The tags a create line's runner is created with (`None` for any other
+/// line).
+fn create_tags<'a>(g: &'a GitLabPlan, line: &Line) -> Option<&'a Vec<String>> {
+    if line.action != "create" {
+        return None;
+    }
+    g.runners
+        .iter()
+        .find(|r| r.name == line.name)
+        .and_then(|r| match &r.action {
+            RunnerAction::Create { attributes, .. } => attributes.tag_list.as_ref(),
+            _ => None,
+        })
+}
+
 fn quote(name: &str) -> String {
     format!("\"{name}\"")
 }
 
 /// The JSON report: `{"changes", "gitlabs": [{url, offline, problems,
-/// actions: [{action, name, id, reason, changes}]}], "diff"}`; `changes`
-/// lists an update's field changes (empty for other actions).
+/// actions: [{action, name, id, reason, changes, tags}]}], "diff"}`;
+/// `changes` lists an update's field changes (empty for other actions),
+/// `tags` a create's tags (else null).
 pub fn json(plan: &Plan, diff: &str, changes: bool) -> Value {
     let gitlabs: Vec<Value> = lines(plan)
         .into_iter()
@@ -210,6 +230,7 @@ pub fn json(plan: &Plan, diff: &str, changes: bool) -> Value {
                     "id": l.id,
                     "reason": l.reason,
                     "changes": l.changes,
+                    "tags": create_tags(g, l),
                 })).collect::<Vec<_>>(),
             })
         })
@@ -237,31 +258,74 @@ pub fn log_warnings(plan: &Plan) {
     }
 }
 
+/// What a run did, runner by runner: the counts of the final summary line
+/// and of the metrics file's `register_runner_last_run_runners`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub created: usize,
+    pub updated: usize,
+    pub rotated: usize,
+    pub deleted: usize,
+    pub kept: usize,
+    pub held: usize,
+    pub failed: usize,
+    pub warnings: usize,
+}
+
+impl Counts {
+    pub fn of_run(plan: &Plan, applied: &Applied, failed: usize, warnings: usize) -> Counts {
+        let runners = || plan.gitlabs.iter().flat_map(|g| &g.runners);
+        let issued = |r: &&RunnerPlan| applied.issued.contains_key(&r.name);
+        let created = runners()
+            .filter(|r| matches!(r.action, RunnerAction::Create { .. }))
+            .filter(issued)
+            .count();
+        let rotated = runners().filter(|r| r.rotate).filter(issued).count();
+        let kept = runners()
+            .filter(|r| matches!(r.action, RunnerAction::Keep { .. }))
+            .count();
+        let held = runners()
+            .filter(|r| matches!(r.action, RunnerAction::Hold { .. }))
+            .count()
+            + plan
+                .gitlabs
+                .iter()
+                .map(|g| g.carry_over.len())
+                .sum::<usize>()
+            + plan.unknown_gitlab.len();
+        Counts {
+            created,
+            updated: applied.updated,
+            rotated,
+            deleted: applied.deleted.len(),
+            kept,
+            held,
+            failed,
+            warnings,
+        }
+    }
+
+    /// The runner states in summary order (warnings are not a state).
+    pub fn by_state(&self) -> [(&'static str, usize); 7] {
+        [
+            ("created", self.created),
+            ("updated", self.updated),
+            ("rotated", self.rotated),
+            ("deleted", self.deleted),
+            ("kept", self.kept),
+            ("held", self.held),
+            ("failed", self.failed),
+        ]
+    }
+}
+
 /// The counts of the final summary line, for people and for monitoring:
 /// `created=1 updated=0 rotated=0 deleted=2 kept=5 held=0 failed=0 warnings=1`.
-pub fn summary(plan: &Plan, applied: &Applied, failed: usize, warnings: usize) -> String {
-    let runners = || plan.gitlabs.iter().flat_map(|g| &g.runners);
-    let issued = |r: &&RunnerPlan| applied.issued.contains_key(&r.name);
-    let created = runners()
-        .filter(|r| matches!(r.action, RunnerAction::Create { .. }))
-        .filter(issued)
-        .count();
-    let rotated = runners().filter(|r| r.rotate).filter(issued).count();
-    let kept = runners()
-        .filter(|r| matches!(r.action, RunnerAction::Keep { .. }))
-        .count();
-    let held = runners()
-        .filter(|r| matches!(r.action, RunnerAction::Hold { .. }))
-        .count()
-        + plan
-            .gitlabs
-            .iter()
-            .map(|g| g.carry_over.len())
-            .sum::<usize>()
-        + plan.unknown_gitlab.len();
-    format!(
-        "created={created} updated={} rotated={rotated} deleted={} kept={kept} held={held} failed={failed} warnings={warnings}",
-        applied.updated,
-        applied.deleted.len()
-    )
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (state, n) in self.by_state() {
+            write!(f, "{state}={n} ")?;
+        }
+        write!(f, "warnings={}", self.warnings)
+    }
 }

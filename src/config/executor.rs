@@ -10,13 +10,19 @@ use anyhow::{Result, anyhow};
 use toml_edit::Table;
 
 use super::keys::{self, GENERATED_KEYS};
+use super::known_keys;
 use super::secret_file::token_shape_problem;
 use super::server::{SERVER_SETTINGS, ServerSettings};
 use super::source::TomlSource;
 use super::{Executor, LoadEnv, Template, normalize_url};
 use crate::secret::{Secret, shown_url};
 
-pub(super) fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> Result<Executor> {
+pub(super) fn load_executor(
+    path: &Path,
+    template: &Template,
+    env: &LoadEnv,
+    warnings: &mut Vec<String>,
+) -> Result<Executor> {
     // The keys the tool consumes are never copied: any TOML the parser reads.
     let (source, doc) = TomlSource::read(path, |key| keys::tool_keys().any(|k| k == key))?;
     let table = doc.as_table();
@@ -25,6 +31,8 @@ pub(super) fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> 
     let executor = source
         .non_empty_string(table, "executor")?
         .ok_or_else(|| anyhow!("`{}`: missing required key `executor`", path.display()))?;
+    let finding = known_keys::check_executor_name(&executor);
+    keys::report(&source, "executor", &table["executor"], finding, warnings)?;
     let name = runner_name(&source, table, env, &executor)?;
     let token = runner_token(&source, table)?;
     let server = ServerSettings::load(&source, table)?;
@@ -33,7 +41,7 @@ pub(super) fn load_executor(path: &Path, template: &Template, env: &LoadEnv) -> 
     if token.is_some() {
         refuse_server_settings(&source, table)?;
     }
-    keys::check_executor_keys(&source, table)?;
+    keys::check_executor_keys(&source, table, warnings)?;
     let mut settings = doc.into_mut().as_table().clone();
     for key in keys::tool_keys() {
         settings.remove(key);

@@ -8,6 +8,7 @@
 use anyhow::Result;
 use toml_edit::Table;
 
+use super::known_keys::{self, Finding};
 use super::server::SERVER_SETTINGS;
 use super::source::TomlSource;
 
@@ -20,7 +21,7 @@ pub(super) const GENERATED_KEYS: &[&str] =
     &["id", "token_obtained_at", "token_expires_at", "description"];
 
 /// Keys of an executor file that the tool consumes; never written out.
-pub(super) fn tool_keys() -> impl Iterator<Item = &'static str> {
+pub(super) fn tool_keys() -> impl Iterator<Item = &'static str> + Clone {
     OWN_KEYS
         .iter()
         .copied()
@@ -42,8 +43,20 @@ pub fn folded_key(key: &str) -> String {
 
 /// The template's top level: no `[[runners]]` in any spelling, and
 /// `client_configs` (removed before writing) only in lower case.
-pub(super) fn check_template_keys(source: &TomlSource, table: &Table) -> Result<()> {
+/// Typos are refused or pushed onto `warnings` ([`known_keys`]).
+pub(super) fn check_template_keys(
+    source: &TomlSource,
+    table: &Table,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     for (key, item) in table.iter() {
+        report(
+            source,
+            key,
+            item,
+            known_keys::check_global_key(key),
+            warnings,
+        )?;
         let lower = folded_key(key);
         if lower == "runners" {
             return Err(source.error(
@@ -65,8 +78,28 @@ pub(super) fn check_template_keys(source: &TomlSource, table: &Table) -> Result<
 
 /// An executor file's top level: the inside of one `[[runners]]` entry,
 /// with the keys the tool reads or writes only in their own spelling.
-pub(super) fn check_executor_keys(source: &TomlSource, table: &Table) -> Result<()> {
+/// Typos are refused or pushed onto `warnings` ([`known_keys`]), the keys
+/// of executor tables (`[docker]`, …) included.
+pub(super) fn check_executor_keys(
+    source: &TomlSource,
+    table: &Table,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
     for (key, item) in table.iter() {
+        report(
+            source,
+            key,
+            item,
+            known_keys::check_runner_key(key, tool_keys()),
+            warnings,
+        )?;
+        if let Some(inner) = item.as_table_like() {
+            for (inner_key, inner_item) in inner.iter() {
+                let finding = known_keys::check_executor_table_key(key, inner_key);
+                let shown = format!("{key}.{inner_key}");
+                report(source, &shown, inner_item, finding, warnings)?;
+            }
+        }
         let lower = folded_key(key);
         if lower == "runners" {
             return Err(source.error(
@@ -91,4 +124,23 @@ pub(super) fn check_executor_keys(source: &TomlSource, table: &Table) -> Result<
         }
     }
     Ok(())
+}
+
+/// A finding of [`known_keys`] as an error or a warning naming the file,
+/// the line and the key.
+pub(super) fn report(
+    source: &TomlSource,
+    key: &str,
+    item: &toml_edit::Item,
+    finding: Option<Finding>,
+    warnings: &mut Vec<String>,
+) -> Result<()> {
+    match finding {
+        None => Ok(()),
+        Some(Finding::Refuse(message)) => Err(source.error(key, item, message)),
+        Some(Finding::Warn(message)) => {
+            warnings.push(source.located(key, item, message));
+            Ok(())
+        }
+    }
 }

@@ -21,6 +21,7 @@
 
 mod executor;
 mod keys;
+pub mod known_keys;
 mod secret_file;
 mod server;
 mod source;
@@ -30,7 +31,6 @@ mod toml10;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -140,50 +140,102 @@ pub fn check_instance_name(instance: &str) -> Result<()> {
     Ok(())
 }
 
-/// Loads and validates the template and all executor files.
+/// Loads and validates the template and all executor files; logs what is
+/// worth a warning (unknown keys and executors).
 pub fn load(env: &LoadEnv) -> Result<Inputs> {
-    check_instance_name(&env.instance)?;
-    fsutil::check_owner_only_dir(&env.prefix)?;
-    let template = template::load_template(env)?;
+    let mut warnings = Vec::new();
+    let inputs = load_collecting(env, &mut warnings);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
+    inputs
+}
+
+/// [`load`], with the warnings pushed onto `warnings` instead of logged:
+/// the first problem [`check_all`] finds is the error.
+pub fn load_collecting(env: &LoadEnv, warnings: &mut Vec<String>) -> Result<Inputs> {
+    let (inputs, problems) = check_all(env, warnings);
+    match (inputs, problems.into_iter().next()) {
+        (Some(inputs), None) => Ok(inputs),
+        (_, Some(first)) => Err(anyhow::anyhow!(first)),
+        (None, None) => bail!("the template could not be loaded"),
+    }
+}
+
+/// Every problem of the inputs at once, for `check`: each file is
+/// validated on its own (a file stops at its first problem), and the
+/// checks across files (duplicate names, missing credentials) run on the
+/// files that passed. Warnings go onto `warnings`. The inputs that passed
+/// come back too (`None` when the template did not).
+pub fn check_all(env: &LoadEnv, warnings: &mut Vec<String>) -> (Option<Inputs>, Vec<String>) {
+    let mut problems = Vec::new();
+    if let Err(e) = check_instance_name(&env.instance) {
+        return (None, vec![format!("{e:#}")]);
+    }
+    if let Err(e) = fsutil::check_owner_only_dir(&env.prefix) {
+        problems.push(format!("{e:#}"));
+    }
+    let template = template::load_template(env, warnings)
+        .map_err(|e| problems.push(format!("{e:#}")))
+        .ok();
     let dir = env.prefix.join(&env.instance);
     let files = match executor_files(&dir) {
         Ok(files) => {
-            fsutil::check_owner_only_dir(&dir)?;
+            if let Err(e) = fsutil::check_owner_only_dir(&dir) {
+                problems.push(format!("{e:#}"));
+            }
             files
         }
-        Err(e) if !dir.exists() && env.allow_missing_executor_dir => {
-            tracing::warn!("{e:#}; --allow-empty: treating it as empty");
+        Err(e) if env.allow_missing_executor_dir && !dir.exists() => {
+            warnings.push(format!("{e:#}; --allow-empty: treating it as empty"));
             Vec::new()
         }
-        Err(e) => return Err(e),
-    };
-    let mut executors = Vec::with_capacity(files.len());
-    let mut names: HashMap<String, PathBuf> = HashMap::new();
-    for file in files {
-        let executor = executor::load_executor(&file, &template, env)?;
-        if let Some(other) = names.get(&executor.name) {
-            // The original named every runner after its executor type, so
-            // two executors of one type collapsed into one runner there.
-            let since_the_original = if executor.name
-                == executor::default_runner_name(env, &executor.executor)
-            {
-                format!(
-                    " (the original register-runner named runners after their executor type, so two `{}` \
-                     executors became one runner; here each needs a name of its own)",
-                    executor.executor
-                )
-            } else {
-                String::new()
-            };
-            bail!(
-                "`{}` and `{}` both name their runner `{}`{since_the_original}: give one of them another `name`",
-                other.display(),
-                file.display(),
-                executor.name
-            );
+        Err(e) => {
+            problems.push(format!("{e:#}"));
+            Vec::new()
         }
-        names.insert(executor.name.clone(), file.clone());
-        executors.push(executor);
+    };
+    let Some(template) = template else {
+        if !files.is_empty() {
+            problems.push(format!(
+                "the {} executor file(s) in `{}` were not checked: the template has a problem",
+                files.len(),
+                dir.display()
+            ));
+        }
+        return (None, problems);
+    };
+    let mut executors: Vec<Executor> = Vec::new();
+    for file in files {
+        match executor::load_executor(&file, &template, env, warnings) {
+            Ok(executor) => {
+                if let Some(other) = executors.iter().find(|e| e.name == executor.name) {
+                    // The original named every runner after its executor
+                    // type, so two executors of one type collapsed into one
+                    // runner there.
+                    let since_the_original = if executor.name
+                        == executor::default_runner_name(env, &executor.executor)
+                    {
+                        format!(
+                            " (the original register-runner named runners after their executor type, so two `{}` \
+                             executors became one runner; here each needs a name of its own)",
+                            executor.executor
+                        )
+                    } else {
+                        String::new()
+                    };
+                    problems.push(format!(
+                        "`{}` and `{}` both name their runner `{}`{since_the_original}: give one of them another `name`",
+                        other.file.display(),
+                        file.display(),
+                        executor.name
+                    ));
+                } else {
+                    executors.push(executor);
+                }
+            }
+            Err(e) => problems.push(format!("{e:#}")),
+        }
     }
     for client in &template.clients {
         let needs_credential = executors
@@ -193,19 +245,20 @@ pub fn load(env: &LoadEnv) -> Result<Inputs> {
             && client.personal_access_token.is_none()
             && client.registration_token.is_none()
         {
-            bail!(
+            problems.push(format!(
                 "`{}`: client_configs entry for `{}` has neither `personal_access_token` nor `registration_token`, \
                  and not every executor on it has its own `token`",
                 template.path.display(),
                 client.url
-            );
+            ));
         }
     }
-    Ok(Inputs {
+    let inputs = Inputs {
         executor_dir_empty: executors.is_empty(),
         template,
         executors,
-    })
+    };
+    (Some(inputs), problems)
 }
 
 /// `<dir>/*.toml` in file-name order (dot files and other names ignored).

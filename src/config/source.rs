@@ -78,7 +78,17 @@ impl TomlSource {
         item: &Item,
         message: impl std::fmt::Display,
     ) -> anyhow::Error {
-        anyhow!(
+        anyhow!(self.located(key, item, message))
+    }
+
+    /// `` `file` line L, column C: key `k`: message ``, for an error or a warning.
+    pub(super) fn located(
+        &self,
+        key: &str,
+        item: &Item,
+        message: impl std::fmt::Display,
+    ) -> String {
+        format!(
             "`{}`{}: key `{key}`: {message}",
             self.path.display(),
             self.position(item.span())

@@ -15,18 +15,22 @@ use super::source::{TomlSource, kind, value_kind};
 use super::{ClientConfig, LoadEnv, RunnerScope, Template, keys, normalize_url, template_path};
 use crate::secret::{shown, shown_path, shown_url};
 
-pub(super) fn load_template(env: &LoadEnv) -> Result<Template> {
+pub(super) fn load_template(env: &LoadEnv, warnings: &mut Vec<String>) -> Result<Template> {
     let path = template_path(&env.prefix, &env.instance);
-    if !path.exists() && fs::symlink_metadata(&path).is_err() {
-        bail!(
+    match fs::symlink_metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            bail!("{}", crate::fsutil::permission_denied(&path));
+        }
+        Err(_) => bail!(
             "template `{}` does not exist: it holds the gitlab-runner global settings and `[[client_configs]]`",
             path.display()
-        );
+        ),
+        Ok(_) => {}
     }
     // `client_configs` is consumed, never copied: any TOML the parser reads.
     let (source, doc) = TomlSource::read(&path, |key| key == "client_configs")?;
     // Case-insensitively, as gitlab-runner reads keys.
-    keys::check_template_keys(&source, doc.as_table())?;
+    keys::check_template_keys(&source, doc.as_table(), warnings)?;
     let Some(item) = doc.get("client_configs") else {
         bail!(
             "`{}`: no `[[client_configs]]`: add one per GitLab, with at least `url`",
@@ -317,6 +321,18 @@ fn check_url(url: &str) -> std::result::Result<(), String> {
     {
         return Err(format!(
             "`{shown}` must be a plain base URL (no user, password, query or fragment)"
+        ));
+    }
+    // The API path is added by register-runner (and gitlab-runner): with it
+    // in the url every request would go to `/api/v4/api/v4/…` and answer 404.
+    let path = parsed.path().trim_end_matches('/');
+    if let Some(base) = path.strip_suffix("/api/v4") {
+        let mut fixed = parsed.clone();
+        fixed.set_path(base);
+        return Err(format!(
+            "`{shown}` ends with `/api/v4`: write GitLab's base URL, `{}`, as in gitlab-runner's config; \
+             the API path is added to it",
+            shown_url(fixed.as_str().trim_end_matches('/'))
         ));
     }
     Ok(())

@@ -6,7 +6,9 @@
 //! decided here. Tokens travel only in headers and JSON bodies, never in
 //! URLs or errors.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use reqwest::{Method, StatusCode};
@@ -29,6 +31,8 @@ use crate::secret::Secret;
 pub const MAX_IN_FLIGHT: usize = 4;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a request may go unanswered before the log says so.
+const SLOW_ANSWER: Duration = Duration::from_secs(2);
 /// `per_page` maximum (gitlab-api.md §5).
 const PER_PAGE: usize = 100;
 /// A bound on pagination, far above any real host's runner count.
@@ -55,6 +59,12 @@ pub struct GitLab {
     /// GitLab asked us to wait: no request to it leaves before the hold ends.
     hold: HoldOff,
     backoff: bool,
+    /// The `client_configs` url, as the logs name this GitLab.
+    base: String,
+    /// Attempts by status ([`GitLab::request_counts`]).
+    requests: Mutex<BTreeMap<String, u64>>,
+    /// The "waiting for GitLab" line was logged.
+    waiting_noticed: AtomicBool,
 }
 
 #[derive(Clone, Copy)]
@@ -93,6 +103,9 @@ impl GitLab {
             in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             hold: HoldOff::new(deadline),
             backoff,
+            base: client.url.clone(),
+            requests: Mutex::new(BTreeMap::new()),
+            waiting_noticed: AtomicBool::new(false),
         })
     }
 
@@ -215,7 +228,11 @@ impl GitLab {
             .send(Method::GET, path, query, Auth::Pat, NO_BODY, Retry::Always)
             .await?;
         if answer.status != StatusCode::OK {
-            return Err(self.refused(Method::GET, path, &answer));
+            let mut error = self.refused(Method::GET, path, &answer);
+            if let Some(fix) = pat_refused(answer.status.as_u16()) {
+                error.message = format!("{}. {fix}", error.message);
+            }
+            return Err(error);
         }
         Ok(answer)
     }
@@ -456,12 +473,26 @@ impl GitLab {
             let request = self
                 .request(&method, &url, query, auth, body, remaining)
                 .map_err(|message| fail(message, None, true))?;
-            let (class, status, answer) = attempt(request).await;
+            let sent = Instant::now();
+            // A GitLab that does not answer is said within seconds, not
+            // after the connect or read timeout (issue 12).
+            let pending = attempt(request);
+            tokio::pin!(pending);
+            let (class, status, answer) = tokio::select! {
+                done = &mut pending => done,
+                () = tokio::time::sleep(SLOW_ANSWER) => {
+                    self.notice_waiting("no answer yet");
+                    pending.await
+                }
+            };
+            self.record(&method, path, status, sent.elapsed(), &class);
             let now = Now {
                 left: self.time_left(),
                 held: self.hold.held_for(Instant::now()),
             };
             let reason = class.reason().map(str::to_owned);
+            // No answer at all (a failed connect, a timeout): GitLab is out of reach.
+            let no_answer = status.is_none() && matches!(class, Class::Transient { .. });
             let decision = decide(class, &mut tries, now, policy, &mut rand::rng());
             if let Some(hold) = decision.hold {
                 self.hold.hold(Instant::now(), hold);
@@ -469,6 +500,9 @@ impl GitLab {
             match (decision.then, answer) {
                 (Then::Answer, Some(answer)) => return Ok(answer),
                 (Then::RetryAfter(wait), _) => {
+                    if no_answer {
+                        self.notice_waiting(reason.as_deref().unwrap_or("no answer"));
+                    }
                     tracing::debug!(
                         method = %method,
                         url = %url,
@@ -521,6 +555,74 @@ impl GitLab {
         Ok(request)
     }
 
+    /// One line per request at `-v` (method, path, status, time; the
+    /// query and the body may carry tags or tokens, so neither is logged),
+    /// and the count by status for `--metrics-file`.
+    fn record(
+        &self,
+        method: &Method,
+        path: &str,
+        status: Option<u16>,
+        took: Duration,
+        class: &Class,
+    ) {
+        let label = status.map_or_else(|| "error".to_string(), |s| s.to_string());
+        let ms = took.as_millis() as u64;
+        match status {
+            Some(status) => tracing::debug!(
+                gitlab = %self.base,
+                method = %method,
+                path = %path,
+                status,
+                ms,
+                "request"
+            ),
+            None => tracing::debug!(
+                gitlab = %self.base,
+                method = %method,
+                path = %path,
+                ms,
+                error = class.reason().unwrap_or("failed"),
+                "request without an answer"
+            ),
+        }
+        if let Ok(mut counts) = self.requests.lock() {
+            *counts.entry(label).or_default() += 1;
+        }
+    }
+
+    /// Says once per run and GitLab that it is waiting for GitLab, why, and
+    /// until when (the `--timeout` deadline).
+    fn notice_waiting(&self, why: &str) {
+        if self.waiting_noticed.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let left = self.time_left();
+        let until = time::OffsetDateTime::now_utc() + left;
+        let until = until.replace_nanosecond(0).unwrap_or(until);
+        let until = until
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        tracing::warn!(
+            gitlab = %self.base,
+            "waiting for GitLab `{}` ({why}), retrying until {until} ({} s left of --timeout); \
+             check that the url is right and GitLab is up",
+            self.base,
+            left.as_secs()
+        );
+    }
+
+    /// Requests sent so far (each attempt counts), by HTTP status; `error`
+    /// for an attempt that got no answer.
+    pub fn request_counts(&self) -> BTreeMap<String, u64> {
+        self.requests.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The GitLab's url as configured (for logs and metrics labels).
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
     fn time_left(&self) -> Duration {
         self.deadline.saturating_duration_since(Instant::now())
     }
@@ -538,6 +640,21 @@ impl GitLab {
             tokio::time::sleep(wait).await;
         }
         started.elapsed()
+    }
+}
+
+/// What a 401 or 403 on a read with the PAT means, and the fix.
+fn pat_refused(status: u16) -> Option<&'static str> {
+    match status {
+        401 => Some(
+            "GitLab refused the personal access token: it is wrong, revoked or expired. Fix: put a valid token \
+             (scopes create_runner + manage_runner + read_api, or api) in `personal_access_token` or its file",
+        ),
+        403 => Some(
+            "The personal access token may not read runners here: give it the read_api (or api) scope, and for \
+             instance runners use an administrator's token",
+        ),
+        _ => None,
     }
 }
 

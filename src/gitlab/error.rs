@@ -86,10 +86,27 @@ pub(super) fn gitlab_message(body: &[u8]) -> String {
 /// `io::Error`'s `source()` skips the error it wraps, so the walk goes down
 /// through `io::Error::get_ref` where there is one.
 pub(super) fn is_certificate_error(e: &(dyn Error + 'static)) -> bool {
+    rustls_error(e).is_some_and(is_certificate_problem)
+}
+
+/// Whether a TLS handshake got a plain-HTTP answer: the first bytes back
+/// were no TLS record (rustls' `InvalidContentType`), as when an `https://`
+/// url names a server that speaks plain HTTP. No retry changes that.
+pub(super) fn is_plain_http_answer(e: &(dyn Error + 'static)) -> bool {
+    matches!(
+        rustls_error(e),
+        Some(rustls::Error::InvalidMessage(
+            rustls::InvalidMessage::InvalidContentType
+        ))
+    )
+}
+
+/// The rustls error in a chain, through `io::Error` layers.
+fn rustls_error<'a>(e: &'a (dyn Error + 'static)) -> Option<&'a rustls::Error> {
     let mut next: Option<&(dyn Error + 'static)> = Some(e);
     while let Some(e) = next {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return is_certificate_problem(tls);
+            return Some(tls);
         }
         next = match e
             .downcast_ref::<std::io::Error>()
@@ -99,7 +116,7 @@ pub(super) fn is_certificate_error(e: &(dyn Error + 'static)) -> bool {
             None => e.source(),
         };
     }
-    false
+    None
 }
 
 /// The rustls errors about a certificate: ours to judge (the peer's chain,

@@ -24,7 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 
-use super::error::{RATE_LIMITED, gitlab_message, is_certificate_error, transport_reason};
+use super::error::{
+    RATE_LIMITED, gitlab_message, is_certificate_error, is_plain_http_answer, transport_reason,
+};
 
 /// Attempts per request, retries included (gitlab-runner makes 5; a little
 /// more patience here, still bounded by the deadline).
@@ -125,6 +127,14 @@ pub(super) fn classify_transport(e: &reqwest::Error) -> Class {
     let reason = transport_reason(e);
     if is_certificate_error(e) {
         return Class::Certificate { reason };
+    }
+    if is_plain_http_answer(e) {
+        return Class::Permanent {
+            reason: format!(
+                "{reason}: the server at this address answers in plain HTTP, not TLS. Fix: if GitLab really \
+                 serves plain HTTP there, write the url with `http://`; otherwise use GitLab's HTTPS address"
+            ),
+        };
     }
     // A failed connect never reached GitLab: always safe to repeat.
     Class::Transient {

@@ -8,6 +8,7 @@ mod coverage;
 mod dry_run;
 mod fuzz;
 mod migration;
+mod operator;
 mod ownership;
 mod promises;
 mod reliability;
