@@ -86,6 +86,15 @@ pub(super) fn check_executor_keys(
     warnings: &mut Vec<String>,
 ) -> Result<()> {
     for (key, item) in table.iter() {
+        // Refused outright: no warning about it being unknown first.
+        if folded_key(key) == "runners" {
+            return Err(source.error(
+                key,
+                item,
+                "an executor file holds the inside of one `[[runners]]` entry: \
+                 write `[docker]`, `[cache]`, … rather than `[runners.docker]`",
+            ));
+        }
         report(
             source,
             key,
@@ -101,14 +110,6 @@ pub(super) fn check_executor_keys(
             }
         }
         let lower = folded_key(key);
-        if lower == "runners" {
-            return Err(source.error(
-                key,
-                item,
-                "an executor file holds the inside of one `[[runners]]` entry: \
-                 write `[docker]`, `[cache]`, … rather than `[runners.docker]`",
-            ));
-        }
         let reserved = tool_keys()
             .chain(GENERATED_KEYS.iter().copied())
             .any(|k| k == lower);
