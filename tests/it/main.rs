@@ -12,6 +12,7 @@ mod promises;
 mod reliability;
 mod security_local;
 mod security_server;
+mod speed;
 mod support;
 mod sync;
 mod tls;
