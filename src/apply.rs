@@ -1,19 +1,23 @@
 //! Apply (SPEC §4 step 5): carry out a [`Plan`] against GitLab.
 //!
 //! Per GitLab, in this order: creates, updates, rotations, deletions.
-//! After every create and every rotation the output file is rewritten at
-//! once (through the [`Persist`] callback), so a crash can never leave a
-//! runner whose token nobody holds. A failed step is recorded and the rest
-//! goes on; whatever succeeded is written.
+//! Creates (each followed by the verify that registers this host's manager)
+//! overlap, up to the client's in-flight bound, starting one at a time and
+//! doubling with each token saved. Every new token is written (through the
+//! [`Persist`] callback) before any further request starts; tokens that
+//! arrive together share one atomic write. So a crash can never leave a
+//! runner whose token was received but not written. A failed step is
+//! recorded and the rest goes on; whatever succeeded is written.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use anyhow::Result;
 use time::OffsetDateTime;
+use tokio::task::JoinSet;
 
 use crate::config::{ClientConfig, Inputs, RunnerScope};
-use crate::gitlab::{ApiError, GitLab, IssuedToken, RunnerAttributes, Verified};
+use crate::gitlab::{ApiError, GitLab, IssuedToken, MAX_IN_FLIGHT, RunnerAttributes, Verified};
 use crate::plan::{DeleteHow, GitLabPlan, Plan, RunnerAction};
 use crate::store::{Credentials, truncate_to_second};
 
@@ -50,16 +54,32 @@ impl Applied {
         &mut self,
         name: &str,
         credentials: Credentials,
-        what: &str,
+        what: &'static str,
         persist: &mut dyn Persist,
     ) -> bool {
-        self.issued.insert(name.to_string(), credentials);
+        self.save_all(vec![(name.to_string(), credentials, what)], persist)
+    }
+
+    /// Records the new credentials of several runners (name, credentials,
+    /// what happened) and writes them out in one atomic write. On a failed
+    /// write each names its runner; the caller must stop.
+    fn save_all(
+        &mut self,
+        batch: Vec<(String, Credentials, &'static str)>,
+        persist: &mut dyn Persist,
+    ) -> bool {
+        let names: Vec<(String, &str)> = batch.iter().map(|(n, _, w)| (n.clone(), *w)).collect();
+        for (name, credentials, _) in batch {
+            self.issued.insert(name, credentials);
+        }
         match persist.persist(self) {
             Ok(()) => true,
             Err(e) => {
-                self.failures.push(format!(
-                    "runner `{name}`: {what}, but its token could not be saved: {e:#}"
-                ));
+                for (name, what) in names {
+                    self.failures.push(format!(
+                        "runner `{name}`: {what}, but its token could not be saved: {e:#}"
+                    ));
+                }
                 false
             }
         }
@@ -114,81 +134,141 @@ enum Saved {
 struct Step<'a> {
     plan: &'a GitLabPlan,
     client: &'a ClientConfig,
-    gitlab: &'a GitLab,
+    gitlab: &'a Arc<GitLab>,
     system_id: &'a str,
 }
 
 impl Step<'_> {
+    /// The creates of this GitLab, up to [`MAX_IN_FLIGHT`] at once, each
+    /// followed by the verify that registers this host's manager. Every
+    /// token that arrives is written before any further request starts;
+    /// tokens that arrive together share one write.
     async fn create_runners(&self, applied: &mut Applied, persist: &mut dyn Persist) -> Saved {
-        let (client, gitlab) = (self.client, self.gitlab);
-        for runner in &self.plan.runners {
-            let RunnerAction::Create {
-                attributes, reason, ..
-            } = &runner.action
-            else {
-                continue;
-            };
-            tracing::info!(gitlab = %client.url, runner = %runner.name, "creating runner ({reason})");
-            match create(gitlab, client, attributes).await {
-                Ok(issued) => {
-                    let credentials = credentials_of(issued, 0);
-                    tracing::info!(gitlab = %client.url, runner = %runner.name, id = credentials.id, "created runner");
-                    // Saved before anything else: a run killed from here on
-                    // leaves the token in the config, not an orphan in GitLab.
-                    if !applied.save_issued(&runner.name, credentials.clone(), "created", persist) {
-                        return Saved::No;
-                    }
-                    if self
-                        .register_manager(&runner.name, credentials, applied, persist)
-                        .await
-                        == Saved::No
-                    {
-                        return Saved::No;
-                    }
+        let client = self.client;
+        let mut queue: VecDeque<Job> = self
+            .plan
+            .runners
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match &r.action {
+                RunnerAction::Create {
+                    attributes, reason, ..
+                } => Some(Job::Create(i, attributes.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        let mut tasks: JoinSet<Done> = JoinSet::new();
+        // Reported in plan order, whatever order the answers came in.
+        let mut create_failures: BTreeMap<usize, String> = BTreeMap::new();
+        let mut saved = Saved::Yes;
+        // Slow start: one create at first, twice as many in flight with
+        // each token saved, up to the client's bound. A GitLab that hangs,
+        // or a run killed early (systemd's start timeout), then leaves at
+        // most one runner whose token never arrived, not eight.
+        let (mut creating, mut created) = (HashSet::new(), 0u32);
+        loop {
+            // Nothing new starts once a token could not be saved; what is
+            // in flight is still awaited, and its tokens still tried.
+            while saved == Saved::Yes && tasks.len() < MAX_IN_FLIGHT {
+                let window = MAX_IN_FLIGHT.min(1 << created.min(8));
+                match queue.front() {
+                    Some(Job::Create(..)) if creating.len() >= window => break,
+                    Some(_) => {}
+                    None => break,
                 }
-                Err(e) => {
-                    let why = explain_create_error(&e, client);
-                    tracing::error!(gitlab = %client.url, runner = %runner.name, "cannot create runner: {why}");
-                    applied
-                        .failures
-                        .push(format!("runner `{}`: cannot create it: {why}", runner.name));
+                let Some(job) = queue.pop_front() else { break };
+                let is_create = matches!(job, Job::Create(..));
+                let id = self.start(job, &mut tasks);
+                if is_create {
+                    creating.insert(id);
                 }
             }
+            let Some(first) = tasks.join_next_with_id().await else {
+                break;
+            };
+            // Everything that has arrived meanwhile: one write for all.
+            let mut arrived = vec![first];
+            while let Some(more) = tasks.try_join_next_with_id() {
+                arrived.push(more);
+            }
+            for done in &arrived {
+                creating.remove(&done.as_ref().map_or_else(|e| e.id(), |(id, _)| *id));
+            }
+            let mut to_save = Vec::new();
+            let mut verifies = Vec::new();
+            for done in arrived {
+                match done.map(|(_, done)| done) {
+                    Ok(Done::Created(i, Ok(issued))) => {
+                        let name = &self.plan.runners[i].name;
+                        let credentials = credentials_of(issued, 0);
+                        tracing::info!(gitlab = %client.url, runner = %name, id = credentials.id, "created runner");
+                        to_save.push((name.clone(), credentials.clone(), "created"));
+                        verifies.push(Job::Verify(i, credentials));
+                    }
+                    Ok(Done::Created(i, Err(e))) => {
+                        let name = &self.plan.runners[i].name;
+                        let why = explain_create_error(&e, client);
+                        tracing::error!(gitlab = %client.url, runner = %name, "cannot create runner: {why}");
+                        create_failures
+                            .insert(i, format!("runner `{name}`: cannot create it: {why}"));
+                    }
+                    Ok(Done::Verified(i, credentials, outcome)) => {
+                        let name = &self.plan.runners[i].name;
+                        if let Some(credentials) = after_verify(name, credentials, outcome) {
+                            to_save.push((name.clone(), credentials, "verified"));
+                        }
+                    }
+                    Err(e) => applied
+                        .failures
+                        .push(format!("{}: an internal task failed: {e}", client.url)),
+                }
+            }
+            // Saved before anything else starts: a run killed from here on
+            // leaves the tokens in the config, not orphans in GitLab.
+            let new_runners = verifies.len() as u32;
+            if !to_save.is_empty() {
+                if applied.save_all(to_save, persist) {
+                    created += new_runners;
+                } else {
+                    saved = Saved::No;
+                }
+            }
+            // Each new runner's manager next, before further creates.
+            for job in verifies.into_iter().rev() {
+                queue.push_front(job);
+            }
         }
-        Saved::Yes
+        applied.failures.extend(create_failures.into_values());
+        saved
     }
 
-    /// Registers this host's manager of a new runner at once, as
-    /// `gitlab-runner register` does: the runner is then visibly this
-    /// host's. An expiry the verify tells is saved too.
-    async fn register_manager(
-        &self,
-        name: &str,
-        mut credentials: Credentials,
-        applied: &mut Applied,
-        persist: &mut dyn Persist,
-    ) -> Saved {
-        match self.gitlab.verify(&credentials.token, self.system_id).await {
-            Ok(Verified::Valid(v)) => {
-                let expires_at = v.expires_at.or(credentials.expires_at);
-                if expires_at != credentials.expires_at {
-                    credentials.expires_at = expires_at;
-                    if !applied.save_issued(name, credentials, "verified", persist) {
-                        return Saved::No;
-                    }
-                }
+    /// Starts one request of [`Self::create_runners`].
+    fn start(&self, job: Job, tasks: &mut JoinSet<Done>) -> tokio::task::Id {
+        let gitlab = Arc::clone(self.gitlab);
+        match job {
+            Job::Create(i, attributes, reason) => {
+                let name = &self.plan.runners[i].name;
+                tracing::info!(gitlab = %self.client.url, runner = %name, "creating runner ({reason})");
+                let client = self.client.clone();
+                tasks
+                    .spawn(async move {
+                        Done::Created(i, create(&gitlab, &client, &attributes).await)
+                    })
+                    .id()
             }
-            Ok(Verified::Rejected(status)) => tracing::warn!(
-                gitlab = %self.client.url,
-                runner = %name,
-                id = credentials.id,
-                "a freshly created token was rejected by verify (HTTP {status})"
-            ),
-            Err(e) => {
-                tracing::warn!(gitlab = %self.client.url, runner = %name, id = credentials.id, "cannot verify the new token: {e}")
+            Job::Verify(i, credentials) => {
+                // Registers this host's manager of the new runner at once, as
+                // `gitlab-runner register` does: the runner is then visibly
+                // this host's.
+                let system_id = self.system_id.to_string();
+                tasks
+                    .spawn(async move {
+                        let outcome = gitlab.verify(&credentials.token, &system_id).await;
+                        Done::Verified(i, credentials, outcome)
+                    })
+                    .id()
             }
         }
-        Saved::Yes
     }
 
     async fn update_settings(&self, applied: &mut Applied) {
@@ -277,6 +357,49 @@ impl Step<'_> {
                     ));
                 }
             }
+        }
+    }
+}
+
+/// A request of the create step: create runner `i` of the plan (with its
+/// attributes and the reason), or verify its new token.
+enum Job {
+    Create(usize, RunnerAttributes, String),
+    Verify(usize, Credentials),
+}
+
+/// What a [`Job`] came back with.
+enum Done {
+    Created(usize, Result<IssuedToken, ApiError>),
+    Verified(usize, Credentials, Result<Verified, ApiError>),
+}
+
+/// What the verify of a new token changes: the expiry it tells, when that
+/// differs from what the create said (to be saved).
+fn after_verify(
+    name: &str,
+    mut credentials: Credentials,
+    outcome: Result<Verified, ApiError>,
+) -> Option<Credentials> {
+    match outcome {
+        Ok(Verified::Valid(v)) => {
+            let expires_at = v.expires_at.or(credentials.expires_at);
+            if expires_at == credentials.expires_at {
+                return None;
+            }
+            credentials.expires_at = expires_at;
+            Some(credentials)
+        }
+        Ok(Verified::Rejected(status)) => {
+            tracing::warn!(
+                runner = %name,
+                "a freshly created token was rejected by verify (HTTP {status})"
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!(runner = %name, "cannot verify the new token: {e}");
+            None
         }
     }
 }

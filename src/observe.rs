@@ -9,7 +9,11 @@
 //! Only reads happen here (`POST /runners/verify` is a read for our purpose:
 //! it heartbeats and records this host's manager, as gitlab-runner does).
 //! Requests to one GitLab run concurrently, bounded by the client's
-//! in-flight limit; GitLabs are observed concurrently ([`observe_all`]).
+//! in-flight limit, in one wave: verifies, listing pages and the details of
+//! runners the last output holds all start together; only what the listing
+//! reveals (managers and details of leftovers, tokens a patched server gave
+//! back) waits for a second round. GitLabs are observed concurrently
+//! ([`observe_all`]).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -191,31 +195,32 @@ async fn observe_inner(
     foreign_ids: HashSet<u64>,
 ) -> Result<Observation, ApiError> {
     let system_id = identity.system_id.clone();
-    // Phase 1: verify every held token and every executor's own token
-    // while listing this host's runners.
+    // Phase 1, one wave: verify every held token and every executor's own
+    // token, list this host's runners, and read the details of the runners
+    // the last output holds for executors here (their ids are known before
+    // any request), all at once. Only what the listing reveals waits for a
+    // second round.
     let tokens: Vec<Secret> = dedup(
         held.iter()
             .map(|h| h.credentials.token.clone())
             .chain(executors.iter().filter_map(|(e, _)| e.token.clone())),
     );
-    let listing = {
-        let gitlab = gitlab.clone();
-        let tags = identity.identifying_tags.clone();
-        tokio::spawn(async move {
-            if !gitlab.has_pat() {
-                return Ok(Listing::NoPat);
-            }
-            match gitlab.list_runners(&tags).await {
-                Ok(runners) => Ok(Listing::Listed(runners)),
-                Err(e) if e.unreachable => Err(e),
-                Err(e) => Ok(Listing::Failed(e.to_string())),
-            }
-        })
+    let listing = async {
+        if !gitlab.has_pat() {
+            return Ok(Listing::NoPat);
+        }
+        match gitlab.list_runners(&identity.identifying_tags).await {
+            Ok(runners) => Ok(Listing::Listed(runners)),
+            Err(e) if e.unreachable => Err(e),
+            Err(e) => Ok(Listing::Failed(e.to_string())),
+        }
     };
-    let mut verified = verify_all(&gitlab, tokens, &system_id).await?;
-    let listing = listing
-        .await
-        .unwrap_or_else(|e| Ok(Listing::Failed(e.to_string())))?;
+    let held_ids = held_detail_ids(gitlab.has_pat(), &executors, &held, &foreign_ids);
+    let (listing, mut verified, mut details) = tokio::try_join!(
+        listing,
+        verify_all(&gitlab, tokens, &system_id),
+        details_of(&gitlab, held_ids),
+    )?;
     let listed: &[ListedRunner] = match &listing {
         Listing::Listed(runners) => runners,
         _ => &[],
@@ -240,7 +245,9 @@ async fn observe_inner(
     // Phase 3: details — of kept runners (drift), and of candidates named
     // like an executor here that no other host uses (a patched server gives
     // a lost token back; the tags tell an unused runner's owner).
-    let ids = detail_ids(
+    // Read in phase 1 but not needed after all (the token was rejected):
+    // left out, so that the plan sees what it always saw.
+    let ids: HashSet<u64> = detail_ids(
         gitlab.has_pat(),
         &executors,
         &held,
@@ -248,8 +255,16 @@ async fn observe_inner(
         &candidates,
         &managers,
         &identity,
-    );
-    let details = details_of(&gitlab, ids).await?;
+    )
+    .into_iter()
+    .collect();
+    details.retain(|id, _| ids.contains(id));
+    let leftovers = ids
+        .iter()
+        .copied()
+        .filter(|id| !details.contains_key(id))
+        .collect();
+    details.extend(details_of(&gitlab, leftovers).await?);
 
     // Phase 4: verify tokens a patched server gave back, for runners that
     // are this host's by `plan::ownership` (a verify registers a manager).
@@ -314,6 +329,34 @@ fn migrating(held: &[HeldRunner], details: &Details, identity: &Identity) -> boo
                     .all(|t| d.tag_list.contains(t))
             })
         })
+}
+
+/// The runners whose details phase 1 reads: with a PAT, those the last
+/// output holds for an executor here without its own token (a kept
+/// runner's drift needs them), by the id the last output recorded. One
+/// whose verify then fails is not needed after all; one whose verify names
+/// another id is read in the second round (`detail_ids`). Nothing is read
+/// of runners other instances on the prefix hold.
+fn held_detail_ids(
+    has_pat: bool,
+    executors: &[(Executor, Vec<String>)],
+    held: &[HeldRunner],
+    foreign_ids: &HashSet<u64>,
+) -> Vec<u64> {
+    if !has_pat {
+        return Vec::new();
+    }
+    let ids: HashSet<u64> = held
+        .iter()
+        .filter(|h| {
+            executors
+                .iter()
+                .any(|(e, _)| e.token.is_none() && e.name == h.name)
+        })
+        .map(|h| h.credentials.id)
+        .filter(|id| *id != 0 && !foreign_ids.contains(id))
+        .collect();
+    ids.into_iter().collect()
 }
 
 /// Which runners' details the plan needs: kept runners (drift) when a PAT

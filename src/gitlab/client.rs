@@ -27,8 +27,15 @@ use super::types::{
 use crate::config::{ClientConfig, RunnerScope};
 use crate::secret::Secret;
 
-/// Requests in flight at once, per GitLab.
-pub const MAX_IN_FLIGHT: usize = 4;
+/// Requests in flight at once, per GitLab. Enough to hide the round trip
+/// (a steady restart of N runners is about `(2N + pages) / 8` round trips,
+/// and a first run's creates overlap as much), few enough to be polite:
+/// GitLab's own rate limits count requests per period of time (per minute
+/// and user or IP; GitLab docs, "User and IP rate limits"), not requests at
+/// once, so 8 at once use no more of them than 1 at a time; and a
+/// `Retry-After` still stops all traffic of this run to that GitLab
+/// ([`HoldOff`]).
+pub const MAX_IN_FLIGHT: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a request may go unanswered before the log says so.

@@ -12,9 +12,9 @@ use gitlab_sim::{
 
 use crate::support::*;
 
-/// `MAX_IN_FLIGHT` of src/gitlab.rs, as the README documents it ("At most 4
-/// requests per GitLab are in flight").
-const MAX_IN_FLIGHT: usize = 4;
+/// `MAX_IN_FLIGHT` of src/gitlab/client.rs, as the README documents it ("At
+/// most 8 requests per GitLab are in flight").
+const MAX_IN_FLIGHT: usize = 8;
 
 /// Runners carrying this host's identifying tags, named with this host's
 /// default prefix and without a manager: a complete listing makes them
