@@ -14,6 +14,7 @@ mod promises;
 mod reliability;
 mod security_local;
 mod security_server;
+mod staging;
 mod support;
 mod sync;
 mod tls;
