@@ -215,6 +215,8 @@ fn load(cli: &Cli, process_env: &Env) -> Result<Loaded> {
         hostname: hostname.clone(),
         credentials_directory: process_env.credentials_directory.clone(),
         allow_missing_executor_dir: cli.allow_empty,
+        template: cli.template.clone(),
+        executor_dir: cli.executor_dir.clone(),
     };
     let inputs = config::load(&env)?;
     let schema = cli.tag_schema.as_deref().map(TagSchema::load).transpose()?;

@@ -52,6 +52,8 @@ pub fn findings(cli: &Cli, process_env: &Env) -> Findings {
         hostname: hostname.clone(),
         credentials_directory: process_env.credentials_directory.clone(),
         allow_missing_executor_dir: cli.allow_empty,
+        template: cli.template.clone(),
+        executor_dir: cli.executor_dir.clone(),
     };
     let (inputs, problems) = config::check_all(&env, &mut found.warnings);
     found.problems.extend(problems);

@@ -200,6 +200,17 @@ pub struct Cli {
     #[arg(long, value_name = "PATH")]
     pub metrics_file: Option<PathBuf>,
 
+    /// With --dry-run or `check` only: read this staged template instead of
+    /// the prefix's (the token store and outputs stay the prefix's).
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+
+    /// With --dry-run or `check` only: read the executor files from this
+    /// staged directory instead of <prefix>/<instance>.
+    #[allow(rustdoc::invalid_html_tags)]
+    #[arg(long, value_name = "DIR")]
+    pub executor_dir: Option<PathBuf>,
+
     /// `check`: validate the inputs only (without it: a run).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -234,6 +245,15 @@ pub struct CheckArgs {
     /// Host name to check the tags with (default: the run's --hostname, or the system's).
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
+
+    /// Staged template to check instead of the prefix's.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+
+    /// Staged executor directory to check instead of <prefix>/<instance>.
+    #[allow(rustdoc::invalid_html_tags)]
+    #[arg(long, value_name = "DIR")]
+    pub executor_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -275,7 +295,37 @@ impl Cli {
         if check.hostname.is_some() {
             cli.hostname = check.hostname.clone();
         }
+        if check.template.is_some() {
+            cli.template = check.template.clone();
+        }
+        if check.executor_dir.is_some() {
+            cli.executor_dir = check.executor_dir.clone();
+        }
         cli
+    }
+
+    /// What clap cannot say: `--template` and `--executor-dir` read staged
+    /// files, and a run that applied them would put this host's runners out
+    /// of step with its prefix, so they go with --dry-run or `check` only.
+    pub fn check_usage(&self) -> Result<(), clap::Error> {
+        use clap::CommandFactory;
+        let staged = [
+            ("--template", self.template.is_some()),
+            ("--executor-dir", self.executor_dir.is_some()),
+        ];
+        let Some((flag, _)) = staged.iter().find(|(_, given)| *given) else {
+            return Ok(());
+        };
+        if self.dry_run || self.command.is_some() {
+            return Ok(());
+        }
+        Err(Cli::command().error(
+            clap::error::ErrorKind::ArgumentConflict,
+            format!(
+                "{flag} reads staged files and is accepted only with --dry-run or `check`: \
+                 put the files into the prefix to apply them"
+            ),
+        ))
     }
 }
 
@@ -348,6 +398,30 @@ mod tests {
             concat!("Build target: ", env!("REGISTER_RUNNER_BUILD_TARGET"))
         );
         assert!(lines[2].contains("linux"), "{version}");
+    }
+
+    #[test]
+    fn staged_inputs_only_with_dry_run_or_check() {
+        let parse = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            cli.check_usage().map(|()| cli)
+        };
+        let err = parse(&["register-runner", "--executor-dir", "/tmp/s"]).unwrap_err();
+        assert!(err.to_string().contains("--executor-dir"), "{err}");
+        assert!(err.to_string().contains("--dry-run"), "{err}");
+        let err = parse(&["register-runner", "--template", "/tmp/t.toml"]).unwrap_err();
+        assert!(err.to_string().contains("--template"), "{err}");
+        let cli = parse(&["register-runner", "--dry-run", "--executor-dir", "/tmp/s"]).unwrap();
+        assert_eq!(cli.executor_dir, Some(PathBuf::from("/tmp/s")));
+        let cli = parse(&["register-runner", "check", "--template", "/tmp/t.toml"]).unwrap();
+        let Some(Command::Check(args)) = &cli.command else {
+            panic!("no check")
+        };
+        assert_eq!(
+            cli.for_check(args).template,
+            Some(PathBuf::from("/tmp/t.toml"))
+        );
+        parse(&["register-runner", "--dry-run"]).unwrap();
     }
 
     #[test]

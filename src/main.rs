@@ -8,7 +8,7 @@ use register_runner::exit::ExitCode;
 use register_runner::{app, check, logging};
 
 fn main() -> std::process::ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse().and_then(|cli| cli.check_usage().map(|()| cli)) {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {

@@ -53,6 +53,28 @@ pub struct LoadEnv {
     pub credentials_directory: Option<PathBuf>,
     /// `--allow-empty`: a missing executor directory counts as empty.
     pub allow_missing_executor_dir: bool,
+    /// `--template FILE` (dry-run and `check` only): a staged template read
+    /// instead of the prefix's; the token store and outputs stay the prefix's.
+    pub template: Option<PathBuf>,
+    /// `--executor-dir DIR` (dry-run and `check` only): a staged executor
+    /// directory read instead of `<prefix>/<instance>`.
+    pub executor_dir: Option<PathBuf>,
+}
+
+impl LoadEnv {
+    /// The template to read: the staged one, else the prefix's.
+    pub fn template_path(&self) -> PathBuf {
+        self.template
+            .clone()
+            .unwrap_or_else(|| template_path(&self.prefix, &self.instance))
+    }
+
+    /// The executor directory to read: the staged one, else the prefix's.
+    pub fn executor_dir(&self) -> PathBuf {
+        self.executor_dir
+            .clone()
+            .unwrap_or_else(|| self.prefix.join(&self.instance))
+    }
 }
 
 /// All validated input of one run.
@@ -178,7 +200,9 @@ pub fn check_all(env: &LoadEnv, warnings: &mut Vec<String>) -> (Option<Inputs>, 
     let template = template::load_template(env, warnings)
         .map_err(|e| problems.push(format!("{e:#}")))
         .ok();
-    let dir = env.prefix.join(&env.instance);
+    // A staged directory gets the same owner/mode check as the prefix's
+    // (its parents, such as /tmp, do not: they are not the prefix's).
+    let dir = env.executor_dir();
     let files = match executor_files(&dir) {
         Ok(files) => {
             if let Err(e) = fsutil::check_owner_only_dir(&dir) {

@@ -12,11 +12,11 @@ use toml_edit::{DocumentMut, Item, Table, Value};
 
 use super::secret_file::{read_secret_file, resolve, secret};
 use super::source::{TomlSource, kind, value_kind};
-use super::{ClientConfig, LoadEnv, RunnerScope, Template, keys, normalize_url, template_path};
+use super::{ClientConfig, LoadEnv, RunnerScope, Template, keys, normalize_url};
 use crate::secret::{shown, shown_path, shown_url};
 
 pub(super) fn load_template(env: &LoadEnv, warnings: &mut Vec<String>) -> Result<Template> {
-    let path = template_path(&env.prefix, &env.instance);
+    let path = env.template_path();
     match fs::symlink_metadata(&path) {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             bail!("{}", crate::fsutil::permission_denied(&path));

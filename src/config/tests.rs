@@ -66,6 +66,8 @@ fn layout() -> Layout {
             hostname: "ci-node01".into(),
             credentials_directory: None,
             allow_missing_executor_dir: false,
+            template: None,
+            executor_dir: None,
         },
         _dir: dir,
         template,
@@ -247,6 +249,38 @@ fn the_base_layout_is_valid() {
     let inputs = load(&layout.env).unwrap();
     assert_eq!(inputs.executors.len(), 2);
     assert_eq!(inputs.template.clients.len(), 2);
+}
+
+#[test]
+fn staged_template_and_executor_dir_are_read_instead_of_the_prefixs() {
+    let mut layout = layout();
+    let staging = tempfile::tempdir().unwrap();
+    let staged = staging.path().join("main");
+    fs::create_dir(&staged).unwrap();
+    fs::set_permissions(&staged, fs::Permissions::from_mode(0o700)).unwrap();
+    fs::write(staged.join("50-shell.toml"), OTHER_EXECUTOR).unwrap();
+    let template = staging.path().join("proposed.toml");
+    fs::write(
+        &template,
+        template_text().replace("concurrent = 4", "concurrent = 9"),
+    )
+    .unwrap();
+    layout.env.executor_dir = Some(staged.clone());
+    layout.env.template = Some(template.clone());
+
+    let inputs = load(&layout.env).unwrap();
+    assert_eq!(inputs.template.path, template);
+    assert_eq!(inputs.template.globals["concurrent"].as_integer(), Some(9));
+    let files: Vec<_> = inputs.executors.iter().map(|e| e.file.clone()).collect();
+    assert_eq!(files, vec![staged.join("50-shell.toml")]);
+
+    // The staged directory is checked as the prefix's would be.
+    fs::set_permissions(&staged, fs::Permissions::from_mode(0o750)).unwrap();
+    let err = format!("{:#}", load(&layout.env).unwrap_err());
+    assert!(
+        err.contains(&staged.display().to_string()) && err.contains("0750"),
+        "{err}"
+    );
 }
 
 proptest! {

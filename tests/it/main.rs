@@ -15,6 +15,7 @@ mod reliability;
 mod security_local;
 mod security_server;
 mod speed;
+mod staging;
 mod support;
 mod sync;
 mod tls;
