@@ -7,7 +7,7 @@
 //! URLs or errors.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -72,7 +72,17 @@ pub struct GitLab {
     requests: Mutex<BTreeMap<String, u64>>,
     /// The "waiting for GitLab" line was logged.
     waiting_noticed: AtomicBool,
+    /// After a 429, requests to this GitLab go one at a time (through
+    /// `one_at_a_time`) until this many have been let through: a burst of
+    /// this run's requests after a hold would only be refused together
+    /// while a fleet shares the limit (`benches/herd.rs`). 0: no caution.
+    cautious: AtomicU32,
+    one_at_a_time: tokio::sync::Mutex<()>,
 }
+
+/// Answers let through one at a time before a run that was refused with a
+/// 429 sends in parallel again.
+const CAUTIOUS_ANSWERS: u32 = 2;
 
 #[derive(Clone, Copy)]
 enum Auth {
@@ -113,6 +123,8 @@ impl GitLab {
             base: client.url.clone(),
             requests: Mutex::new(BTreeMap::new()),
             waiting_noticed: AtomicBool::new(false),
+            cautious: AtomicU32::new(0),
+            one_at_a_time: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -467,6 +479,11 @@ impl GitLab {
         };
         let mut tries = Attempts::default();
         loop {
+            let _alone = if self.cautious.load(Ordering::SeqCst) > 0 {
+                Some(self.one_at_a_time.lock().await)
+            } else {
+                None
+            };
             // Time held back by GitLab's rate limit (another request's 429)
             // counts as waiting on it, as does this request's own.
             tries.held(self.wait_if_asked().await);
@@ -500,6 +517,15 @@ impl GitLab {
             let reason = class.reason().map(str::to_owned);
             // No answer at all (a failed connect, a timeout): GitLab is out of reach.
             let no_answer = status.is_none() && matches!(class, Class::Transient { .. });
+            match class {
+                Class::Throttled { .. } => self.cautious.store(CAUTIOUS_ANSWERS, Ordering::SeqCst),
+                Class::Answered { .. } => {
+                    let _ = self.cautious.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                        n.checked_sub(1)
+                    });
+                }
+                _ => {}
+            }
             let decision = decide(class, &mut tries, now, policy, &mut rand::rng());
             if let Some(hold) = decision.hold {
                 self.hold.hold(Instant::now(), hold);
