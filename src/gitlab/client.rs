@@ -520,9 +520,9 @@ impl GitLab {
             match class {
                 Class::Throttled { .. } => self.cautious.store(CAUTIOUS_ANSWERS, Ordering::SeqCst),
                 Class::Answered { .. } => {
-                    let _ = self.cautious.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                        n.checked_sub(1)
-                    });
+                    let _ = self
+                        .cautious
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
                 }
                 _ => {}
             }
