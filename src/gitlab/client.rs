@@ -34,7 +34,7 @@ use crate::secret::Secret;
 /// and user or IP; GitLab docs, "User and IP rate limits"), not requests at
 /// once, so 8 at once use no more of them than 1 at a time; and a
 /// `Retry-After` still stops all traffic of this run to that GitLab
-/// ([`HoldOff`]).
+/// (`HoldOff`).
 pub const MAX_IN_FLIGHT: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
