@@ -199,25 +199,36 @@ struct Loaded {
     output_path: PathBuf,
 }
 
-/// Step 1: loads and validates all input; no network, nothing written.
-fn load(cli: &Cli, process_env: &Env) -> Result<Loaded> {
-    let hostname = match &cli.hostname {
-        Some(name) => name.clone(),
+/// `--hostname`, else the system's host name.
+pub(crate) fn hostname(cli: &Cli) -> Result<String> {
+    match &cli.hostname {
+        Some(name) => Ok(name.clone()),
         None => gethostname::gethostname()
             .into_string()
-            .map_err(|_| anyhow::anyhow!("the system host name is not UTF-8: use --hostname"))?,
-    };
-    config::check_instance_name(&cli.service_instance)?;
-    tags::check_identity(&hostname, &cli.service_instance)?;
-    let env = LoadEnv {
+            .map_err(|_| anyhow::anyhow!("the system host name is not UTF-8: use --hostname")),
+    }
+}
+
+/// Where and as whom the input is loaded, from the command line and the
+/// process environment (a run and `check` read the same files).
+pub(crate) fn load_env(cli: &Cli, hostname: &str, process_env: &Env) -> LoadEnv {
+    LoadEnv {
         prefix: cli.prefix.clone(),
         instance: cli.service_instance.clone(),
-        hostname: hostname.clone(),
+        hostname: hostname.to_string(),
         credentials_directory: process_env.credentials_directory.clone(),
         allow_missing_executor_dir: cli.allow_empty,
         template: cli.template.clone(),
         executor_dir: cli.executor_dir.clone(),
-    };
+    }
+}
+
+/// Step 1: loads and validates all input; no network, nothing written.
+fn load(cli: &Cli, process_env: &Env) -> Result<Loaded> {
+    let hostname = hostname(cli)?;
+    config::check_instance_name(&cli.service_instance)?;
+    tags::check_identity(&hostname, &cli.service_instance)?;
+    let env = load_env(cli, &hostname, process_env);
     let inputs = config::load(&env)?;
     let schema = cli.tag_schema.as_deref().map(TagSchema::load).transpose()?;
     let capture = cli

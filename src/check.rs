@@ -13,7 +13,7 @@ use std::io::Write;
 use anyhow::{Context, Result};
 
 use crate::cli::Cli;
-use crate::config::{self, LoadEnv};
+use crate::config;
 use crate::env::Env;
 use crate::exit::ExitCode;
 use crate::logging::sanitize;
@@ -31,30 +31,14 @@ pub struct Findings {
 pub fn findings(cli: &Cli, process_env: &Env) -> Findings {
     let mut found = Findings::default();
     let problem = |e: anyhow::Error, found: &mut Findings| found.problems.push(format!("{e:#}"));
-    let hostname = match &cli.hostname {
-        Some(name) => name.clone(),
-        None => match gethostname::gethostname().into_string() {
-            Ok(name) => name,
-            Err(_) => {
-                found
-                    .problems
-                    .push("the system host name is not UTF-8: use --hostname".into());
-                String::from("localhost")
-            }
-        },
-    };
+    let hostname = crate::app::hostname(cli).unwrap_or_else(|e| {
+        problem(e, &mut found);
+        String::from("localhost")
+    });
     if let Err(e) = tags::check_identity(&hostname, &cli.service_instance) {
         problem(e, &mut found);
     }
-    let env = LoadEnv {
-        prefix: cli.prefix.clone(),
-        instance: cli.service_instance.clone(),
-        hostname: hostname.clone(),
-        credentials_directory: process_env.credentials_directory.clone(),
-        allow_missing_executor_dir: cli.allow_empty,
-        template: cli.template.clone(),
-        executor_dir: cli.executor_dir.clone(),
-    };
+    let env = crate::app::load_env(cli, &hostname, process_env);
     let (inputs, problems) = config::check_all(&env, &mut found.warnings);
     found.problems.extend(problems);
     let schema = match cli.tag_schema.as_deref().map(TagSchema::load).transpose() {

@@ -1,7 +1,7 @@
 //! What an operator sees (issue 12): logs journald understands, the
 //! per-request lines of `-v`, structured fields in JSON logs.
 
-use gitlab_sim::{ADMIN_PAT, REGISTRATION_TOKEN, Sim, SimOptions};
+use gitlab_sim::{ADMIN_PAT, Sim, SimOptions};
 use serde_json::Value;
 
 use crate::support::*;
@@ -94,13 +94,7 @@ fn under_journald_every_line_carries_its_priority_and_v_logs_each_request() {
 
 #[test]
 fn under_journald_errors_are_priority_3_and_warnings_4() {
-    let sim = Sim::start_with(SimOptions {
-        registration_disabled: true,
-        ..Default::default()
-    });
-    let host = Host::new();
-    host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
-    host.shell_executor(&sim.url());
+    let (sim, host) = host_whose_creates_fail();
     let run = run_under_journald(&host, &[]);
     assert_eq!(run.code, 1, "{run:?}");
     let lines = journald_lines(&run);

@@ -273,13 +273,7 @@ fn a_failed_run_says_why_whatever_the_log_filter() {
 
 #[test]
 fn a_fresh_host_whose_create_fails_writes_no_empty_config() {
-    let sim = Sim::start_with(SimOptions {
-        registration_disabled: true,
-        ..Default::default()
-    });
-    let host = Host::new();
-    host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
-    host.shell_executor(&sim.url());
+    let (_sim, host) = host_whose_creates_fail();
     let run = host.run(&[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(!host.config_path().exists(), "{run:?}");

@@ -373,3 +373,16 @@ pub fn snapshot_settings(host: &Host) -> insta::Settings {
     settings.add_filter(r"(glrtr?-)[A-Za-z0-9_-]{1,4}…", "${1}[TOKEN]…");
     settings
 }
+
+/// A fresh host with one shell executor and only a registration token, on
+/// a GitLab where registration tokens are disabled (410): every create fails.
+pub fn host_whose_creates_fail() -> (Sim, Host) {
+    let sim = Sim::start_with(gitlab_sim::SimOptions {
+        registration_disabled: true,
+        ..Default::default()
+    });
+    let host = Host::new();
+    host.template_with_registration_token(&sim.url(), gitlab_sim::REGISTRATION_TOKEN);
+    host.shell_executor(&sim.url());
+    (sim, host)
+}

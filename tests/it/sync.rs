@@ -384,13 +384,7 @@ fn executor_with_its_own_token_is_verified_and_only_its_manager_removed() {
 
 #[test]
 fn disabled_registration_tokens_fail_with_the_cause_and_the_fix() {
-    let sim = Sim::start_with(SimOptions {
-        registration_disabled: true,
-        ..Default::default()
-    });
-    let host = Host::new();
-    host.template_with_registration_token(&sim.url(), REGISTRATION_TOKEN);
-    host.shell_executor(&sim.url());
+    let (sim, host) = host_whose_creates_fail();
     let run = host.run(&[]);
     assert_eq!(run.code, 1, "{run:?}");
     assert!(run.stderr.contains("410"), "{run:?}");
