@@ -17,7 +17,7 @@ use crate::config_file::{self, OutputWriter};
 use crate::env::Env;
 use crate::exit::ExitCode;
 use crate::fsutil::{self, PrefixLock};
-use crate::gitlab::GitLab;
+use crate::gitlab::{GitLab, SystemRoots};
 use crate::observe::{self, Identity};
 use crate::plan::{self, Plan};
 use crate::store::TokenStore;
@@ -109,20 +109,23 @@ fn sync(
         mut system_id,
         output_path,
     } = loaded;
+    // The system's trust store is read meanwhile, if any GitLab is https.
+    let system_roots = SystemRoots::start(&inputs.template.clients);
     // 2. Exclusive lock (a dry-run only reads, and leaves no lock file).
     let _lock = lock(cli, &mut system_id)?;
+    // 3. The last output is the token store.
+    let store = TokenStore::load(&output_path, OffsetDateTime::now_utc())?;
+    check_dry_run_system_id(cli, &inputs, &store, &system_id)?;
     // The deadline covers GitLab traffic only, not the wait for the lock.
     let deadline = Instant::now() + cli.timeout();
+    let system_roots = system_roots.wait();
     let clients = inputs
         .template
         .clients
         .iter()
-        .map(|c| GitLab::new(c, deadline, !process_env.no_retry_delay).map(Arc::new))
+        .map(|c| GitLab::new(c, &system_roots, deadline, !process_env.no_retry_delay).map(Arc::new))
         .collect::<Result<Vec<_>>>()?;
     facts.clients = clients.clone();
-    // 3. The last output is the token store.
-    let store = TokenStore::load(&output_path, OffsetDateTime::now_utc())?;
-    check_dry_run_system_id(cli, &inputs, &store, &system_id)?;
 
     // 4. Observe every GitLab concurrently, then plan.
     let runtime = tokio::runtime::Builder::new_current_thread()

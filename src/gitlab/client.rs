@@ -91,24 +91,24 @@ enum Auth {
 }
 
 impl GitLab {
-    /// `backoff`: wait between retries (false only in tests).
-    pub fn new(client: &ClientConfig, deadline: Instant, backoff: bool) -> anyhow::Result<GitLab> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .tls_built_in_native_certs(true)
+    /// `backoff`: wait between retries (false only in tests). `system`:
+    /// the system's trust store ([`super::tls::SystemRoots`]).
+    pub fn new(
+        client: &ClientConfig,
+        system: &rustls::RootCertStore,
+        deadline: Instant,
+        backoff: bool,
+    ) -> anyhow::Result<GitLab> {
+        let tls = super::tls::client_config(client, system)?;
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .connect_timeout(CONNECT_TIMEOUT)
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("register-runner/", env!("CARGO_PKG_VERSION")));
-        if let Some((path, pem)) = &client.tls_ca {
-            for cert in reqwest::Certificate::from_pem_bundle(pem)
-                .map_err(|e| anyhow::anyhow!("`{}`: {e}", path.display()))?
-            {
-                builder = builder.add_root_certificate(cert);
-            }
-        }
-        let http = builder.build().map_err(|e| {
-            anyhow::anyhow!("cannot set up the HTTP client for `{}`: {e}", client.url)
-        })?;
+            .user_agent(concat!("register-runner/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| {
+                anyhow::anyhow!("cannot set up the HTTP client for `{}`: {e}", client.url)
+            })?;
         // gitlab-runner's fixCIURL: a `/ci` suffix names the same GitLab.
         let base = client.url.trim_end_matches('/');
         let base = base.strip_suffix("/ci").unwrap_or(base);

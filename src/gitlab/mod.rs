@@ -1,7 +1,8 @@
 //! The GitLab API client: every request this tool sends goes through here.
 //!
 //! One [`GitLab`] per `client_configs` entry: reqwest with rustls, the
-//! system trust store plus the entry's `tls_ca_file`, explicit connect and
+//! system trust store (read once per run, only for `https://`; see `tls`)
+//! plus the entry's `tls_ca_file`, explicit connect and
 //! read timeouts, user agent `register-runner/<version>`, no redirects (a
 //! redirected POST would silently become a GET), and at most
 //! [`MAX_IN_FLIGHT`] requests in flight. Transient failures (connect errors,
@@ -22,15 +23,18 @@
 //! The parts: `client` (the [`GitLab`] type and its endpoints), `retry`
 //! (classifying what came back, and the pure retry decision), `types`
 //! (request bodies and answers on the wire), `error` ([`ApiError`] and the
-//! reading of GitLab's and the transport's errors).
+//! reading of GitLab's and the transport's errors), `tls` (the certificates
+//! a run trusts).
 
 mod client;
 mod error;
 mod retry;
+mod tls;
 mod types;
 
 pub use client::{GitLab, MAX_BODY_BYTES, MAX_IN_FLIGHT};
 pub use error::{ApiError, ApiResult, RATE_LIMITED};
+pub use tls::SystemRoots;
 pub use types::{
     IssuedToken, ListedRunner, RunnerAttributes, RunnerDetails, SecretField, Verified,
 };
