@@ -30,6 +30,7 @@ pub fn run(cli: &Cli, process_env: &Env) -> Result<ExitCode> {
     let started = Instant::now();
     // 1. Load and validate all input: no network, nothing written.
     let loaded = load(cli, process_env)?;
+    phase(started, "input loaded");
     let output_path = loaded.output_path.clone();
     let mut facts = Facts::default();
     let result = sync(cli, process_env, loaded, started, &mut facts);
@@ -108,14 +109,16 @@ fn sync(
         hostname,
         mut system_id,
         output_path,
+        last_output,
     } = loaded;
     // The system's trust store is read meanwhile, if any GitLab is https.
     let system_roots = SystemRoots::start(&inputs.template.clients);
     // 2. Exclusive lock (a dry-run only reads, and leaves no lock file).
     let _lock = lock(cli, &mut system_id)?;
     // 3. The last output is the token store.
-    let store = TokenStore::load(&output_path, OffsetDateTime::now_utc())?;
+    let store = TokenStore::load_checked(&output_path, OffsetDateTime::now_utc(), last_output)?;
     check_dry_run_system_id(cli, &inputs, &store, &system_id)?;
+    phase(started, "locked, last output read");
     // The deadline covers GitLab traffic only, not the wait for the lock.
     let deadline = Instant::now() + cli.timeout();
     let system_roots = system_roots.wait();
@@ -155,6 +158,7 @@ fn sync(
         &clients,
         &identity,
     ));
+    phase(started, "GitLab observed");
     let plan = plan::plan(
         &inputs,
         &runner_tags,
@@ -164,6 +168,7 @@ fn sync(
         OffsetDateTime::now_utc(),
         cli.allow_empty,
     );
+    phase(started, "planned");
     report::log_warnings(&plan);
     if cli.dry_run {
         return dry_run(cli, &inputs, &store, &plan);
@@ -186,9 +191,17 @@ fn sync(
         &mut writer,
     ));
 
+    phase(started, "applied");
     // 6. Write the output.
     let wrote = writer.persist(&applied);
+    phase(started, "output written");
     finish(&plan, &applied, wrote, &output_path, started, facts)
+}
+
+/// `-v`: where a run's time goes, phase by phase.
+fn phase(started: Instant, done: &str) {
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    tracing::debug!("{done} after {ms:.1} ms");
 }
 
 /// Everything step 1 loads and validates.
@@ -200,6 +213,9 @@ struct Loaded {
     hostname: String,
     system_id: SystemId,
     output_path: PathBuf,
+    /// The last output as validated (parsed again under the lock only if
+    /// it changed meanwhile).
+    last_output: crate::store::Checked,
 }
 
 /// `--hostname`, else the system's host name.
@@ -257,7 +273,7 @@ fn load(cli: &Cli, process_env: &Env) -> Result<Loaded> {
     // The last output is input too: a broken one stops the run here, before
     // the lock file or `.runner_system_id` is written. (It is read again
     // under the lock, where a concurrent run's tokens are final.)
-    crate::store::check(&output_path)?;
+    let last_output = crate::store::check(&output_path)?;
     Ok(Loaded {
         inputs,
         runner_tags,
@@ -265,6 +281,7 @@ fn load(cli: &Cli, process_env: &Env) -> Result<Loaded> {
         hostname,
         system_id,
         output_path,
+        last_output,
     })
 }
 

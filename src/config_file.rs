@@ -176,7 +176,7 @@ impl<'a> OutputWriter<'a> {
     /// this run read it (reference pitfall 3), by runner name: they are
     /// newer than the ones this run holds.
     fn rotated_meanwhile(&self) -> HashMap<String, Credentials> {
-        let Ok(now) = TokenStore::load(self.path, OffsetDateTime::now_utc()) else {
+        let Ok(Some(now)) = self.store.reload_if_changed(OffsetDateTime::now_utc()) else {
             return HashMap::new();
         };
         now.runners

@@ -84,15 +84,21 @@ pub struct TokenStore {
 const RECOVER: &str = "it holds the runner tokens, so it is never overwritten: repair it by hand, \
                        or move it away to have its runners replaced";
 
-/// Checks that the last output (if any) can be read back, without taking
-/// anything from it: part of validating the input before the run writes
-/// the lock file or `.runner_system_id` and before any request.
-pub fn check(path: &Path) -> Result<()> {
-    if let Some((text, _)) = read(path)? {
-        parse_document(path, &text)?;
-    }
-    Ok(())
+/// Checks that the last output (if any) can be read back: part of
+/// validating the input before the run writes the lock file or
+/// `.runner_system_id` and before any request. What it parsed is kept for
+/// [`TokenStore::load_checked`].
+pub fn check(path: &Path) -> Result<Checked> {
+    let Some((text, _)) = read(path)? else {
+        return Ok(Checked(None));
+    };
+    let tables = parse_document(path, &text)?;
+    Ok(Checked(Some((text, tables))))
 }
+
+/// The last output as [`check`] read it before the lock: its text and its
+/// `[[runners]]` tables.
+pub struct Checked(Option<(String, Vec<Table>)>);
 
 /// Read like every input (a regular file, owned by root or the running
 /// user and not writable by group or others): it is the token store, and
@@ -119,8 +125,36 @@ impl std::fmt::Debug for TokenStore {
 
 impl TokenStore {
     pub fn load(path: &Path, now: OffsetDateTime) -> Result<TokenStore> {
+        TokenStore::load_checked(path, now, Checked(None))
+    }
+
+    /// [`TokenStore::load`] under the lock: the file is read again (a run
+    /// that held the lock meanwhile may have written it), and parsed again
+    /// only if its bytes differ from what `checked` parsed.
+    pub fn load_checked(path: &Path, now: OffsetDateTime, checked: Checked) -> Result<TokenStore> {
         let (text, mode) = read(path)?.unzip();
-        TokenStore::from_text(path, text, mode, now)
+        let tables = match (&text, checked.0) {
+            (None, _) => Vec::new(),
+            (Some(text), Some((then, tables))) if *text == then => tables,
+            (Some(text), _) => parse_document(path, text)?,
+        };
+        Ok(TokenStore {
+            path: path.to_path_buf(),
+            runners: held_runners(path, tables, now),
+            text,
+            mode,
+        })
+    }
+
+    /// The file again, if its bytes are no longer those of `self`: what a
+    /// running gitlab-runner (or this run) wrote since. `Ok(None)` when
+    /// unchanged, which is every restart that changed nothing.
+    pub fn reload_if_changed(&self, now: OffsetDateTime) -> Result<Option<TokenStore>> {
+        let (text, mode) = read(&self.path)?.unzip();
+        if text == self.text {
+            return Ok(None);
+        }
+        TokenStore::from_text(&self.path, text, mode, now).map(Some)
     }
 
     /// The store as `text` (the file at `path` with its `mode`; `None` if
@@ -133,7 +167,7 @@ impl TokenStore {
     ) -> Result<TokenStore> {
         let runners = match &text {
             None => Vec::new(),
-            Some(text) => parse(path, text, now)?,
+            Some(text) => held_runners(path, parse_document(path, text)?, now),
         };
         Ok(TokenStore {
             path: path.to_path_buf(),
@@ -179,10 +213,10 @@ fn parse_document(path: &Path, text: &str) -> Result<Vec<Table>> {
     // Into a mutable document first: that resolves every piece of
     // formatting against the source text, so a table carried over renders
     // exactly as it was read.
-    let doc = doc.into_mut();
-    match doc.get("runners") {
+    let mut doc = doc.into_mut();
+    match doc.remove("runners") {
         None => Ok(Vec::new()),
-        Some(Item::ArrayOfTables(array)) => Ok(array.iter().cloned().collect()),
+        Some(Item::ArrayOfTables(array)) => Ok(array.into_iter().collect()),
         Some(_) => Err(anyhow!(
             "last output `{}`: `runners` is not an array of tables; {recover}",
             path.display()
@@ -190,8 +224,7 @@ fn parse_document(path: &Path, text: &str) -> Result<Vec<Table>> {
     }
 }
 
-fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Vec<HeldRunner>> {
-    let tables = parse_document(path, text)?;
+fn held_runners(path: &Path, tables: Vec<Table>, now: OffsetDateTime) -> Vec<HeldRunner> {
     let mut held = Vec::new();
     for table in tables {
         let text_of = |key: &str| table.get(key).and_then(|i| i.as_str()).map(str::to_string);
@@ -227,7 +260,7 @@ fn parse(path: &Path, text: &str, now: OffsetDateTime) -> Result<Vec<HeldRunner>
             table: RawEntry(table),
         });
     }
-    Ok(held)
+    held
 }
 
 /// A TOML datetime, or a string holding one (gitlab-runner reads both).
@@ -286,6 +319,37 @@ executor = "shell"
             old.credentials.obtained_at,
             datetime!(2026-11-22 10:00:00 UTC)
         );
+    }
+
+    /// What `check` parsed before the lock is reused only for the same
+    /// bytes: a run that held the lock meanwhile wrote tokens of its own,
+    /// and a running gitlab-runner may rotate one at any time.
+    #[test]
+    fn the_store_is_the_file_as_it_is_when_read_under_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.main.toml");
+        let write = |token: &str| {
+            let entry = format!(
+                "[[runners]]\nname = \"a\"\nurl = \"https://gitlab.example.com\"\nid = 7\ntoken = \"{token}\"\nexecutor = \"shell\"\n"
+            );
+            std::fs::write(&path, entry).unwrap();
+        };
+        let token = |store: &TokenStore| store.runners[0].credentials.token.expose().to_string();
+        let now = OffsetDateTime::now_utc();
+
+        write("glrt-read-before-the-lock");
+        let checked = check(&path).unwrap();
+        write("glrt-written-by-another-run");
+        let store = TokenStore::load_checked(&path, now, checked).unwrap();
+        assert_eq!(token(&store), "glrt-written-by-another-run");
+
+        let checked = check(&path).unwrap();
+        let store = TokenStore::load_checked(&path, now, checked).unwrap();
+        assert_eq!(token(&store), "glrt-written-by-another-run");
+        assert!(store.reload_if_changed(now).unwrap().is_none());
+        write("glrt-rotated-by-gitlab-runner");
+        let again = store.reload_if_changed(now).unwrap().unwrap();
+        assert_eq!(token(&again), "glrt-rotated-by-gitlab-runner");
     }
 
     #[test]

@@ -32,13 +32,16 @@ pub(super) fn tool_keys() -> impl Iterator<Item = &'static str> + Clone {
 /// matches exactly: Go's `strings.EqualFold`, which for the ASCII keys
 /// involved here also folds the Kelvin sign into `k` and the long s into `s`.
 pub fn folded_key(key: &str) -> String {
-    key.chars()
-        .map(|c| match c {
-            '\u{212A}' => 'k',
-            '\u{017F}' => 's',
-            c => c.to_ascii_lowercase(),
-        })
-        .collect()
+    key.chars().map(fold_char).collect()
+}
+
+/// One character of [`folded_key`].
+pub fn fold_char(c: char) -> char {
+    match c {
+        '\u{212A}' => 'k',
+        '\u{017F}' => 's',
+        c => c.to_ascii_lowercase(),
+    }
 }
 
 /// The template's top level: no `[[runners]]` in any spelling, and
