@@ -679,7 +679,7 @@ fn a_token_gitlab_runner_rotates_during_a_run_is_not_overwritten() {
     );
     assert_eq!(host.run(&[]).code, 0);
     let a = sim.runners()[0].clone();
-    // Next run: slow GitLab, and two runners to create.
+    // Next run: two runners to create (two writes of the output).
     for name in ["b", "c"] {
         host.write_executor(
             &format!("{name}.toml"),
@@ -689,7 +689,9 @@ fn a_token_gitlab_runner_rotates_during_a_run_is_not_overwritten() {
             ),
         );
     }
-    sim.set_latency(Some(std::time::Duration::from_millis(300)));
+    // GitLab has checked a's token, and before the run hears so,
+    // gitlab-runner (still running) rotates it and rewrites the config.
+    let verified = sim.hold_answer("POST", "/api/v4/runners/verify");
     sim.clear_requests();
     let child = host
         .command(&["--timeout", "30"])
@@ -697,13 +699,9 @@ fn a_token_gitlab_runner_rotates_during_a_run_is_not_overwritten() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Once GitLab has answered the verify of a's token, gitlab-runner (still
-    // running) rotates it and rewrites the config.
-    assert!(eventually(|| sim
-        .requests()
-        .iter()
-        .any(|r| r.path == "/api/v4/runners/verify" && r.status == 200)));
+    assert!(verified.wait_handled());
     let rotated = rotate_like_gitlab_runner(&sim, &host, &a.token);
+    verified.release();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),

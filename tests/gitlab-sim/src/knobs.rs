@@ -6,8 +6,8 @@
 //! pagination of the runner lists, a 502 after the handler ran, and hostile
 //! answers (`hostile.rs`). The clock lag lives with the world (`state.rs`).
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -54,6 +54,49 @@ struct Inner {
     /// `(method, pattern)`: the next matching request is handled, then
     /// answered 502 (each entry fires once).
     fail_after_handler: Vec<(String, String)>,
+    /// `(method, pattern, gate)`: the next matching request is handled,
+    /// then its answer waits for the gate (each entry fires once).
+    hold_after_handler: Vec<(String, String, HeldAnswer)>,
+}
+
+/// An answer the simulator holds back after its handler ran, until the
+/// test lets it go ([`crate::Sim::hold_answer`]): "GitLab did the work"
+/// and "the client has heard of it" become two moments a test can put
+/// something between, with no race on timing.
+#[derive(Clone, Debug, Default)]
+pub struct HeldAnswer(Arc<HeldState>);
+
+#[derive(Debug, Default)]
+struct HeldState {
+    handled: AtomicBool,
+    release: tokio::sync::Notify,
+}
+
+impl HeldAnswer {
+    /// Waits until the request was handled and its answer is held; `false`
+    /// if that did not happen within 30 s.
+    pub fn wait_handled(&self) -> bool {
+        let until = std::time::Instant::now() + Duration::from_secs(30);
+        while !self.0.handled.load(Ordering::SeqCst) {
+            if std::time::Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    /// Lets the held answer go (or, if the request has not come yet, lets
+    /// it through when it does).
+    pub fn release(&self) {
+        self.0.release.notify_one();
+    }
+
+    /// In the simulator: the request was handled; wait for the release.
+    pub(crate) async fn hold(&self) {
+        self.0.handled.store(true, Ordering::SeqCst);
+        self.0.release.notified().await;
+    }
 }
 
 /// The rate limiter's verdict on one request.
@@ -83,6 +126,7 @@ impl Knobs {
                 throttle_next: (0, 0),
                 hostile: Vec::new(),
                 fail_after_handler: Vec::new(),
+                hold_after_handler: Vec::new(),
             }),
             drop_connections: AtomicBool::new(false),
         }
@@ -256,6 +300,28 @@ impl Knobs {
             m.eq_ignore_ascii_case(method) && crate::hostile::path_matches(p, path)
         });
         hit.map(|i| k.fail_after_handler.remove(i)).is_some()
+    }
+
+    /// The next `method` request matching `pattern` is handled, then its
+    /// answer waits for the returned gate (once).
+    pub(crate) fn hold_after_handler(&self, method: &str, pattern: &str) -> HeldAnswer {
+        let gate = HeldAnswer::default();
+        self.lock().hold_after_handler.push((
+            method.to_string(),
+            pattern.to_string(),
+            gate.clone(),
+        ));
+        gate
+    }
+
+    /// The gate this request's answer must wait for, if any (consumes the
+    /// entry that says so).
+    pub(crate) fn take_hold_after_handler(&self, method: &str, path: &str) -> Option<HeldAnswer> {
+        let mut k = self.lock();
+        let hit = k.hold_after_handler.iter().position(|(m, p, _)| {
+            m.eq_ignore_ascii_case(method) && crate::hostile::path_matches(p, path)
+        });
+        hit.map(|i| k.hold_after_handler.remove(i).2)
     }
 
     pub(crate) fn clear_hostile(&self) {

@@ -36,7 +36,7 @@ use std::time::Duration;
 
 pub use auth::AuthKind;
 pub use hostile::{HostileAnswer, Rewrite};
-pub use knobs::ListingFault;
+pub use knobs::{HeldAnswer, ListingFault};
 pub use log::{InFlight, RequestRecord};
 pub use state::{CreatedBy, ManagerState, RunnerState, SeedRunner};
 
@@ -290,6 +290,13 @@ impl Sim {
     /// answer after GitLab did the work). Once; calls add up.
     pub fn fail_once_after_handler(&self, method: &str, pattern: &str) {
         self.shared.knobs.fail_once_after_handler(method, pattern);
+    }
+
+    /// The next `method` request whose path matches `pattern` (`*` = one
+    /// segment) is handled as usual, then its answer is held until the
+    /// returned [`HeldAnswer`] is released. Once; calls add up.
+    pub fn hold_answer(&self, method: &str, pattern: &str) -> HeldAnswer {
+        self.shared.knobs.hold_after_handler(method, pattern)
     }
 
     /// Removes runner `id`'s manager for `system_id`, as GitLab's clean-up

@@ -169,8 +169,8 @@ fn context(parts: &Parts, params: Params, pat: Option<String>, path: &str) -> Ct
     }
 }
 
-/// The handler's answer as sent: lost to a 502 when a knob says so, or
-/// rewritten by a hostile rule.
+/// The handler's answer as sent: held until a test lets it go, lost to a
+/// 502 when a knob says so, or rewritten by a hostile rule.
 async fn after_handler(
     sh: &Shared,
     method: &str,
@@ -178,6 +178,9 @@ async fn after_handler(
     hostile: Option<&HostileAnswer>,
     response: Response,
 ) -> Response {
+    if let Some(gate) = sh.knobs.take_hold_after_handler(method, path) {
+        gate.hold().await;
+    }
     if sh.knobs.take_fail_after_handler(method, path) {
         // A proxy's 502 after GitLab did the work (nginx: upstream reset
         // or timeout after processing).

@@ -502,6 +502,26 @@ fn fail_once_after_handler_applies_the_request_then_answers_502_once() {
 }
 
 #[test]
+fn hold_answer_applies_the_request_then_holds_its_answer_until_released() {
+    let sim = Sim::start();
+    let held = sim.hold_answer("POST", "/api/v4/user/runners");
+    let body = json!({"runner_type": "instance_type"});
+    let answer = std::thread::scope(|scope| {
+        let creating = scope.spawn(|| create(&sim, ADMIN_PAT, body.clone()));
+        assert!(held.wait_handled());
+        assert_eq!(sim.runners().len(), 1, "the handler ran");
+        assert!(!creating.is_finished(), "answered before the release");
+        assert!(sim.requests().is_empty(), "logged before it was answered");
+        held.release();
+        creating.join().unwrap()
+    });
+    assert_eq!(answer.0, 201, "{}", answer.1);
+    let (status, _) = create(&sim, ADMIN_PAT, body);
+    assert_eq!(status, 201, "once only");
+    assert_eq!(sim.requests().len(), 2);
+}
+
+#[test]
 fn expire_manager_removes_one_hosts_manager() {
     let sim = Sim::start();
     let (id, token) = admin_runner(&sim, &[]);
