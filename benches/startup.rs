@@ -76,6 +76,7 @@ fn main() {
         bad_input.sample();
     }
     bad_input.report();
+    https_restart(10, 20);
     let size = fs::metadata(BIN).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
     Row {
         case: "release binary",
@@ -339,6 +340,37 @@ fn lay_out(prefix: &Path, url: &str, executors: usize) {
         )
         .unwrap();
     }
+}
+
+/// Not a target row: the same restart over HTTPS (the simulator's own CA
+/// in `tls_ca_file`, the system's trust store read too), for what TLS adds
+/// on a real GitLab: a handshake per connection (8) and the trust store.
+fn https_restart(executors: usize, latency_ms: u64) {
+    let sim = Sim::start_with(SimOptions {
+        latency: Some(Duration::from_millis(latency_ms)),
+        tls: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("gitlab-runner");
+    lay_out(&prefix, &sim.url(), executors);
+    let ca = prefix.join("gitlab-ca.pem");
+    fs::write(&ca, sim.ca_pem().unwrap()).unwrap();
+    fs::set_permissions(&ca, fs::Permissions::from_mode(0o600)).unwrap();
+    let template = prefix.join("config.template.main.toml");
+    let text = fs::read_to_string(&template).unwrap();
+    fs::write(
+        &template,
+        format!("{text}tls_ca_file = \"gitlab-ca.pem\"\n"),
+    )
+    .unwrap();
+    time_run(&prefix);
+    let mut restarts: Vec<Duration> = (0..RESTARTS).map(|_| time_run(&prefix)).collect();
+    restarts.sort();
+    println!(
+        "not a target: steady restart, N={executors}, over HTTPS at {latency_ms} ms: {:.1} ms",
+        ms(restarts[RESTARTS / 2])
+    );
 }
 
 /// One successful run: wall time.
