@@ -16,6 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow};
 use rustls::RootCertStore;
@@ -26,7 +27,8 @@ use crate::config::ClientConfig;
 
 /// The system's trust store, being read (or not needed).
 pub struct SystemRoots {
-    loading: Option<JoinHandle<rustls_native_certs::CertificateResult>>,
+    /// The reading, and how long it took.
+    loading: Option<JoinHandle<(rustls_native_certs::CertificateResult, Duration)>>,
     /// Some https GitLab has no `tls_ca_file`: it relies on this store.
     relied_on: bool,
 }
@@ -37,7 +39,12 @@ impl SystemRoots {
     pub fn start(clients: &[ClientConfig]) -> SystemRoots {
         let needed = clients.iter().any(|c| is_https(&c.url));
         SystemRoots {
-            loading: needed.then(|| std::thread::spawn(rustls_native_certs::load_native_certs)),
+            loading: needed.then(|| {
+                std::thread::spawn(|| {
+                    let started = Instant::now();
+                    (rustls_native_certs::load_native_certs(), started.elapsed())
+                })
+            }),
             relied_on: clients
                 .iter()
                 .any(|c| is_https(&c.url) && c.tls_ca.is_none()),
@@ -54,7 +61,7 @@ impl SystemRoots {
         let Some(loading) = self.loading else {
             return Arc::new(store);
         };
-        let Ok(found) = loading.join() else {
+        let Ok((found, took)) = loading.join() else {
             tracing::warn!("reading the system's trust store failed: trusting `tls_ca_file` only");
             return Arc::new(store);
         };
@@ -62,7 +69,10 @@ impl SystemRoots {
             tracing::debug!("system trust store: {error}");
         }
         let (valid, invalid) = store.add_parsable_certificates(found.certs);
-        tracing::debug!("system trust store: {valid} certificates, {invalid} unusable");
+        tracing::debug!(
+            "system trust store: {valid} certificates, {invalid} unusable, read in {:.1} ms",
+            took.as_secs_f64() * 1000.0
+        );
         if valid == 0 && self.relied_on {
             let why = found
                 .errors
