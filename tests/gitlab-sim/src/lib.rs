@@ -3,8 +3,9 @@
 //! served over real HTTP on 127.0.0.1, with knobs for tests (latency, 502
 //! every Nth request, rate limiting, dropped connections, registration switch,
 //! LLNL's token-exposing patch, token lifetime, broken list pagination,
-//! hostile answers: garbage, huge or endless bodies, echoed secrets), a
-//! request log and the requests in flight. This file
+//! hostile answers: garbage, huge or endless bodies, echoed secrets, an
+//! answer held until the test releases it), a request log and the requests
+//! in flight. This file
 //! owns the public API: the well-known credentials, `SimOptions`, and the
 //! `Sim` handle that starts, inspects, steers and stops a server.
 //!
