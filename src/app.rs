@@ -112,13 +112,13 @@ fn sync(
         last_output,
     } = loaded;
     // The system's trust store is read meanwhile, if any GitLab is https.
-    let system_roots = SystemRoots::start(&inputs.template.clients);
+    let system_roots = SystemRoots::start(&inputs.template.clients, &process_env.vars);
     // 2. Exclusive lock (a dry-run only reads, and leaves no lock file).
     let _lock = lock(cli, &mut system_id)?;
     // 3. The last output is the token store.
     let store = TokenStore::load_checked(&output_path, OffsetDateTime::now_utc(), last_output)?;
     check_dry_run_system_id(cli, &inputs, &store, &system_id)?;
-    phase(started, "locked, last output read");
+    phase(started, "last output read");
     // The deadline covers GitLab traffic only, not the wait for the lock.
     let deadline = Instant::now() + cli.timeout();
     let system_roots = system_roots.wait();
@@ -194,7 +194,7 @@ fn sync(
     phase(started, "applied");
     // 6. Write the output.
     let wrote = writer.persist(&applied);
-    phase(started, "output written");
+    phase(started, "output persisted");
     finish(&plan, &applied, wrote, &output_path, started, facts)
 }
 

@@ -74,7 +74,8 @@ struct HeldState {
 
 impl HeldAnswer {
     /// Waits until the request was handled and its answer is held; `false`
-    /// if that did not happen within 30 s.
+    /// if that did not happen within 30 s. It blocks the calling thread
+    /// (a test's, not the simulator's runtime).
     pub fn wait_handled(&self) -> bool {
         let until = std::time::Instant::now() + Duration::from_secs(30);
         while !self.0.handled.load(Ordering::SeqCst) {
