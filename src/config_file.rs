@@ -259,10 +259,9 @@ mod tests {
 
     use proptest::prelude::*;
     use time::OffsetDateTime;
-    use toml_edit::DocumentMut;
 
     use super::*;
-    use crate::config::{ClientConfig, Executor, RunnerScope, ServerSettings, Template};
+    use crate::config::{Executor, ServerSettings};
     use crate::gitlab::{IssuedToken, ListedRunner};
     use crate::plan::{self, DeleteHow, Listing, Observation, VerifyOutcome};
     use crate::secret::Secret;
@@ -506,21 +505,7 @@ mod tests {
             settings: toml_edit::Table::new(),
         };
         let pat = case.listing != List::NoPat;
-        Inputs {
-            template: Template {
-                path: PathBuf::from("/etc/gitlab-runner/config.template.main.toml"),
-                globals: DocumentMut::new(),
-                clients: vec![ClientConfig {
-                    url: URL.into(),
-                    personal_access_token: pat.then(|| Secret::new("glpat-0000000000000000")),
-                    registration_token: (!pat).then(|| Secret::new("GR1348941registration")),
-                    scope: RunnerScope::Instance,
-                    tls_ca: None,
-                }],
-            },
-            executors: vec![executor],
-            executor_dir_empty: false,
-        }
+        Inputs::for_test(URL, pat, vec![executor])
     }
 
     /// The last output and GitLab's answers of the case, with the held

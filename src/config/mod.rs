@@ -87,6 +87,23 @@ pub struct Inputs {
     pub executor_dir_empty: bool,
 }
 
+#[cfg(test)]
+impl Inputs {
+    /// Unit-test input: one GitLab at `url` ([`ClientConfig::for_test`]),
+    /// `executors` as given.
+    pub fn for_test(url: &str, pat: bool, executors: Vec<Executor>) -> Inputs {
+        Inputs {
+            template: Template {
+                path: PathBuf::from("/etc/gitlab-runner/config.template.main.toml"),
+                globals: DocumentMut::new(),
+                clients: vec![ClientConfig::for_test(url, pat)],
+            },
+            executor_dir_empty: executors.is_empty(),
+            executors,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Template {
     pub path: PathBuf,
@@ -106,6 +123,21 @@ pub struct ClientConfig {
     pub scope: RunnerScope,
     /// Extra CA bundle (PEM) for this GitLab, with its path for messages.
     pub tls_ca: Option<(PathBuf, Vec<u8>)>,
+}
+
+#[cfg(test)]
+impl ClientConfig {
+    /// Unit-test GitLab at `url`: an instance-runner PAT, or else a
+    /// registration token; no `tls_ca_file`.
+    pub fn for_test(url: &str, pat: bool) -> ClientConfig {
+        ClientConfig {
+            url: url.into(),
+            personal_access_token: pat.then(|| Secret::new("glpat-0000000000000000")),
+            registration_token: (!pat).then(|| Secret::new("GR1348941registration")),
+            scope: RunnerScope::Instance,
+            tls_ca: None,
+        }
+    }
 }
 
 /// Where PAT-created runners live (`runner_type` and its id).

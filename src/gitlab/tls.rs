@@ -168,11 +168,8 @@ mod tests {
 
     fn client(url: &str, ca: bool) -> ClientConfig {
         ClientConfig {
-            url: url.to_string(),
-            personal_access_token: None,
-            registration_token: None,
-            scope: crate::config::RunnerScope::Instance,
             tls_ca: ca.then(|| (PathBuf::from("ca.pem"), Vec::new())),
+            ..ClientConfig::for_test(url, true)
         }
     }
 

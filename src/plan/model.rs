@@ -10,12 +10,11 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use time::OffsetDateTime;
 use time::macros::datetime;
-use toml_edit::DocumentMut;
 
 use super::tests::{THIS_HOST, URL};
 use super::*;
 use crate::apply::Applied;
-use crate::config::{ClientConfig, RunnerScope, ServerSettings, Template};
+use crate::config::ServerSettings;
 use crate::config_file::assemble;
 use crate::gitlab::{IssuedToken, RunnerDetails};
 use crate::output::{self, Secrets};
@@ -394,21 +393,7 @@ fn start(names: &[(File, State)], pat: bool) -> (GitLabModel, Vec<Executor>, Str
 }
 
 fn inputs(executors: &[Executor], pat: bool) -> Inputs {
-    Inputs {
-        template: Template {
-            path: PathBuf::from("/etc/gitlab-runner/config.template.main.toml"),
-            globals: DocumentMut::new(),
-            clients: vec![ClientConfig {
-                url: URL.into(),
-                personal_access_token: pat.then(|| Secret::new("glpat-0000000000000000")),
-                registration_token: (!pat).then(|| Secret::new("GR1348941registration")),
-                scope: RunnerScope::Instance,
-                tls_ca: None,
-            }],
-        },
-        executors: executors.to_vec(),
-        executor_dir_empty: executors.is_empty(),
-    }
+    Inputs::for_test(URL, pat, executors.to_vec())
 }
 
 /// Observes the model, plans, and returns the plan with the output that

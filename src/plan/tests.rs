@@ -8,10 +8,9 @@ use std::path::{Path, PathBuf};
 
 use time::OffsetDateTime;
 use time::macros::datetime;
-use toml_edit::DocumentMut;
 
 use super::*;
-use crate::config::{ClientConfig, RunnerScope, ServerSettings, Template};
+use crate::config::ServerSettings;
 use crate::gitlab::{IssuedToken, RunnerDetails, SecretField};
 use crate::store::{Instances as StoreInstances, OtherInstance};
 
@@ -225,19 +224,8 @@ impl Host {
 
     pub(super) fn inputs(&self) -> Inputs {
         Inputs {
-            template: Template {
-                path: PathBuf::from("/etc/gitlab-runner/config.template.main.toml"),
-                globals: DocumentMut::new(),
-                clients: vec![ClientConfig {
-                    url: URL.into(),
-                    personal_access_token: self.pat.then(|| Secret::new("glpat-0000000000000000")),
-                    registration_token: (!self.pat).then(|| Secret::new("GR1348941registration")),
-                    scope: RunnerScope::Instance,
-                    tls_ca: None,
-                }],
-            },
-            executors: self.executors.clone(),
             executor_dir_empty: self.executor_dir_empty,
+            ..Inputs::for_test(URL, self.pat, self.executors.clone())
         }
     }
 
